@@ -1,0 +1,140 @@
+//! Configuration of the service: every flag has an environment variable
+//! fallback, so the same binary is configured by flags in development and by
+//! env in containers.
+
+use std::{fmt, net::SocketAddr, time::Duration};
+
+use clap::{Args, ValueEnum};
+
+/// Where the data lives and how the connection pool behaves.
+#[derive(Clone, Args)]
+pub struct DatabaseArgs {
+    /// `sqlite://PATH` (the file is created if missing) or `postgres://...`.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://vevee-attributes.db"
+    )]
+    pub database_url: String,
+
+    /// Most connections the pool opens.
+    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 10)]
+    pub db_max_connections: u32,
+
+    /// How long a request waits for a pooled connection before failing with UNAVAILABLE.
+    #[arg(long, env = "DB_ACQUIRE_TIMEOUT", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub db_acquire_timeout: Duration,
+
+    /// How long start-up keeps retrying an unreachable database before giving up.
+    #[arg(long, env = "DB_CONNECT_RETRY", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub db_connect_retry: Duration,
+
+    /// SQLite only: `full` makes every acknowledged write survive a power cut;
+    /// `normal` is faster but may lose the last writes on power loss (never corrupts).
+    #[arg(long, env = "SQLITE_SYNCHRONOUS", value_enum, default_value = "full")]
+    pub sqlite_synchronous: SqliteSynchronous,
+}
+
+impl fmt::Debug for DatabaseArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseArgs")
+            .field("database_url", &redact_url(&self.database_url))
+            .field("db_max_connections", &self.db_max_connections)
+            .field("db_acquire_timeout", &self.db_acquire_timeout)
+            .field("db_connect_retry", &self.db_connect_retry)
+            .field("sqlite_synchronous", &self.sqlite_synchronous)
+            .finish()
+    }
+}
+
+/// SQLite's `synchronous` pragma: the durability of an acknowledged write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SqliteSynchronous {
+    /// Every commit is fsynced: it survives a power cut.
+    Full,
+    /// The WAL is fsynced at checkpoints only: faster, but a power cut may
+    /// lose the latest commits (the database stays consistent).
+    Normal,
+}
+
+/// Replaces the password of a `scheme://user:password@host` URL with `***`,
+/// so configuration can be logged.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+/// Flags of `vevee-attributes serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address the gRPC server listens on.
+    #[arg(long, env = "GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    pub grpc_addr: SocketAddr,
+
+    /// The database and its pool.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// After SIGTERM/SIGINT, how long in-flight RPCs get to finish before the process exits.
+    #[arg(long, env = "SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// Largest request message accepted, in bytes; larger ones get RESOURCE_EXHAUSTED.
+    #[arg(long, env = "MAX_REQUEST_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_request_bytes: usize,
+
+    /// Longest time one RPC may run before it fails with DEADLINE_EXCEEDED.
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Most RPCs served at once (all connections together); more get RESOURCE_EXHAUSTED.
+    #[arg(long, env = "CONCURRENCY_LIMIT", default_value_t = 1024)]
+    pub concurrency_limit: usize,
+
+    /// Interval of HTTP/2 keepalive pings to idle clients.
+    #[arg(long, env = "HTTP2_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub http2_keepalive_interval: Duration,
+
+    /// How long a keepalive ping may go unanswered before the connection is closed.
+    #[arg(long, env = "HTTP2_KEEPALIVE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub http2_keepalive_timeout: Duration,
+
+    /// How stale cached keys, settings and definitions may be: a revoked key, a
+    /// changed setting or an archived attribute takes effect on every replica within this.
+    #[arg(long, env = "CACHE_TTL", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub cache_ttl: Duration,
+
+    /// How often the database is probed to report health.
+    #[arg(long, env = "HEALTH_PROBE_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub health_probe_interval: Duration,
+
+    /// Don't create a first workspace (and print its keys) when the database has none.
+    #[arg(long, env = "NO_BOOTSTRAP")]
+    pub no_bootstrap: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_redacted_from_database_urls() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/attrs"),
+            "postgres://app:***@db:5432/attrs"
+        );
+        assert_eq!(
+            redact_url("postgres://app@db/attrs"),
+            "postgres://app@db/attrs"
+        );
+        assert_eq!(redact_url("sqlite://data.db"), "sqlite://data.db");
+    }
+}

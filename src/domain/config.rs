@@ -1,0 +1,974 @@
+//! Attribute types and their configs, each validated when built.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value as Json, json};
+
+use crate::domain::error::Error;
+use crate::domain::text::{char_len, fold, number_text, quote};
+
+/// The type of an attribute, fixed when it is declared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AttributeType {
+    /// Free text.
+    Text,
+    /// A finite number.
+    Number,
+    /// true or false.
+    Boolean,
+    /// A calendar date, or an instant when `include_time`.
+    Date,
+    /// One of a declared list of options.
+    SingleChoice,
+    /// A subset of a declared list of options.
+    MultiChoice,
+}
+
+impl AttributeType {
+    /// Every type, in the order of the contract's table.
+    pub const ALL: [AttributeType; 6] = [
+        AttributeType::Text,
+        AttributeType::Number,
+        AttributeType::Boolean,
+        AttributeType::Date,
+        AttributeType::SingleChoice,
+        AttributeType::MultiChoice,
+    ];
+
+    /// The name used in the API, storage and messages (`single_choice`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AttributeType::Text => "text",
+            AttributeType::Number => "number",
+            AttributeType::Boolean => "boolean",
+            AttributeType::Date => "date",
+            AttributeType::SingleChoice => "single_choice",
+            AttributeType::MultiChoice => "multi_choice",
+        }
+    }
+
+    /// Parses the name given by [`AttributeType::as_str`]; anything else is
+    /// `invalid_attribute_definition` naming the field `type`.
+    pub fn parse(s: &str) -> Result<Self, Error> {
+        AttributeType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| {
+                Error::invalid_definition(format!(
+                    "type: {} is not an attribute type; use one of text, number, boolean, date, \
+                     single_choice or multi_choice.",
+                    quote(s)
+                ))
+            })
+    }
+}
+
+impl std::fmt::Display for AttributeType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Config of a `text` attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextConfig {
+    max_length: u32,
+    truncate: bool,
+}
+
+impl TextConfig {
+    /// The default `max_length`.
+    pub const DEFAULT_MAX_LENGTH: u32 = 255;
+    /// The largest `max_length` a definition may set.
+    pub const MAX_MAX_LENGTH: u32 = 65_535;
+
+    /// A text config; `max_length` must be 1-65535.
+    pub fn new(max_length: u32, truncate: bool) -> Result<Self, Error> {
+        if !(1..=Self::MAX_MAX_LENGTH).contains(&max_length) {
+            return Err(Error::invalid_definition(format!(
+                "config.max_length: {max_length} is out of range; it must be from 1 to {}.",
+                Self::MAX_MAX_LENGTH
+            )));
+        }
+        Ok(TextConfig {
+            max_length,
+            truncate,
+        })
+    }
+
+    /// The most characters (Unicode scalar values) a value may have.
+    pub fn max_length(&self) -> u32 {
+        self.max_length
+    }
+
+    /// Whether longer values are cut to `max_length` instead of refused.
+    pub fn truncate(&self) -> bool {
+        self.truncate
+    }
+}
+
+impl Default for TextConfig {
+    fn default() -> Self {
+        TextConfig {
+            max_length: Self::DEFAULT_MAX_LENGTH,
+            truncate: false,
+        }
+    }
+}
+
+/// Config of a `number` attribute.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NumberConfig {
+    min: Option<f64>,
+    max: Option<f64>,
+    integer: bool,
+}
+
+impl NumberConfig {
+    /// A number config: bounds are inclusive and finite, `min <= max`, and
+    /// with `integer` at least one whole number must lie within them (else no
+    /// value could ever be stored).
+    pub fn new(min: Option<f64>, max: Option<f64>, integer: bool) -> Result<Self, Error> {
+        for (field, bound) in [("min", min), ("max", max)] {
+            if let Some(b) = bound.filter(|b| !b.is_finite()) {
+                return Err(Error::invalid_definition(format!(
+                    "config.{field}: {b} is not a finite number; leave it unset for no bound."
+                )));
+            }
+        }
+        if let (Some(lo), Some(hi)) = (min, max) {
+            if lo > hi {
+                return Err(Error::invalid_definition(format!(
+                    "config.min: {} is greater than config.max {}; min must not exceed max.",
+                    number_text(lo),
+                    number_text(hi)
+                )));
+            }
+            if integer && lo.ceil() > hi.floor() {
+                return Err(Error::invalid_definition(format!(
+                    "config.integer: no whole number lies between min {} and max {}, so no value \
+                     could be stored; widen the range or set integer to false.",
+                    number_text(lo),
+                    number_text(hi)
+                )));
+            }
+        }
+        // -0.0 would print as "0" in messages yet is a distinct JSON value;
+        // adding 0.0 makes it +0.0 so stored configs are canonical.
+        Ok(NumberConfig {
+            min: min.map(|b| b + 0.0),
+            max: max.map(|b| b + 0.0),
+            integer,
+        })
+    }
+
+    /// The inclusive lower bound, if any.
+    pub fn min(&self) -> Option<f64> {
+        self.min
+    }
+
+    /// The inclusive upper bound, if any.
+    pub fn max(&self) -> Option<f64> {
+        self.max
+    }
+
+    /// Whether only whole numbers are accepted.
+    pub fn integer(&self) -> bool {
+        self.integer
+    }
+}
+
+/// Config of a `date` attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DateConfig {
+    include_time: bool,
+}
+
+impl DateConfig {
+    /// A date config; every combination is valid.
+    pub const fn new(include_time: bool) -> Self {
+        DateConfig { include_time }
+    }
+
+    /// Whether values are instants (`YYYY-MM-DDTHH:MM:SS[.fff]Z`) rather
+    /// than dates (`YYYY-MM-DD`).
+    pub fn include_time(&self) -> bool {
+        self.include_time
+    }
+}
+
+/// The declared options of a choice attribute, with the caseless index that
+/// matching uses (built once here so that coercing a long list stays linear).
+#[derive(Debug, Clone)]
+pub(crate) struct ChoiceOptions {
+    options: Vec<String>,
+    by_folded: HashMap<String, usize>,
+}
+
+impl PartialEq for ChoiceOptions {
+    fn eq(&self, other: &Self) -> bool {
+        // The index is derived from the options.
+        self.options == other.options
+    }
+}
+
+impl Eq for ChoiceOptions {}
+
+impl ChoiceOptions {
+    /// The most options a choice attribute may declare.
+    const MAX_OPTIONS: usize = 1000;
+    /// The most characters an option (or a custom value) may have.
+    pub(crate) const MAX_OPTION_CHARS: usize = 255;
+
+    /// Validates options: 1-1000 of them, each 1-255 characters, without
+    /// leading or trailing whitespace (values are trimmed before matching, so
+    /// such an option could never match; refusing it is clearer than quietly
+    /// storing a different spelling than was declared), without control
+    /// characters (options are one-line labels), and unique caseless.
+    fn parse(options: Vec<String>) -> Result<Self, Error> {
+        if options.is_empty() {
+            return Err(Error::invalid_definition(
+                "config.options: no options given; declare at least one.",
+            ));
+        }
+        if options.len() > Self::MAX_OPTIONS {
+            return Err(Error::invalid_definition(format!(
+                "config.options: {} options given; at most {} are allowed.",
+                options.len(),
+                Self::MAX_OPTIONS
+            )));
+        }
+        let mut by_folded: HashMap<String, usize> = HashMap::with_capacity(options.len());
+        for (i, option) in options.iter().enumerate() {
+            let invalid = |problem: String| {
+                Err(Error::invalid_definition(format!(
+                    "config.options[{i}]: {problem}"
+                )))
+            };
+            if option.trim().is_empty() {
+                return invalid(format!(
+                    "{} is blank; every option needs at least one visible character.",
+                    quote(option)
+                ));
+            }
+            if option.trim() != option {
+                return invalid(format!(
+                    "{} has leading or trailing whitespace; remove it (values are trimmed \
+                     before they are matched, so it could never match).",
+                    quote(option)
+                ));
+            }
+            let len = char_len(option);
+            if len > Self::MAX_OPTION_CHARS {
+                return invalid(format!(
+                    "the option is {len} characters long; at most {} are allowed.",
+                    Self::MAX_OPTION_CHARS
+                ));
+            }
+            if let Some(c) = option.chars().find(|c| c.is_control()) {
+                return invalid(format!(
+                    "{} contains the control character U+{:04X}; options are one-line labels.",
+                    quote(option),
+                    u32::from(c)
+                ));
+            }
+            if let Some(&first) = by_folded.get(&fold(option)) {
+                return invalid(format!(
+                    "{} duplicates {} (config.options[{first}]); options are compared \
+                     case-insensitively.",
+                    quote(option),
+                    quote(options[first].as_str())
+                ));
+            }
+            by_folded.insert(fold(option), i);
+        }
+        Ok(ChoiceOptions { options, by_folded })
+    }
+
+    pub(crate) fn as_slice(&self) -> &[String] {
+        &self.options
+    }
+
+    /// The declared spelling of the option that `value` matches caselessly;
+    /// the caller trims `value` first.
+    pub(crate) fn find(&self, value: &str) -> Option<&str> {
+        self.by_folded
+            .get(&fold(value))
+            .map(|&i| self.options[i].as_str())
+    }
+}
+
+/// Config of a `single_choice` attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChoiceConfig {
+    options: ChoiceOptions,
+    allow_custom: bool,
+}
+
+impl ChoiceConfig {
+    /// A single_choice config; see [`MultiChoiceConfig::new`] for the option rules.
+    pub fn new(options: Vec<String>, allow_custom: bool) -> Result<Self, Error> {
+        Ok(ChoiceConfig {
+            options: ChoiceOptions::parse(options)?,
+            allow_custom,
+        })
+    }
+
+    /// The options in their declared spelling and order.
+    pub fn options(&self) -> &[String] {
+        self.options.as_slice()
+    }
+
+    /// Whether values that match no option are stored (trimmed) instead of refused.
+    pub fn allow_custom(&self) -> bool {
+        self.allow_custom
+    }
+
+    pub(crate) fn choices(&self) -> &ChoiceOptions {
+        &self.options
+    }
+}
+
+/// Config of a `multi_choice` attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MultiChoiceConfig {
+    options: ChoiceOptions,
+    allow_custom: bool,
+    max_items: u32,
+}
+
+impl MultiChoiceConfig {
+    /// The default `max_items`.
+    pub const DEFAULT_MAX_ITEMS: u32 = 100;
+
+    /// A multi_choice config. Options: 1-1000, each 1-255 characters, none
+    /// blank, none with leading or trailing whitespace or control characters,
+    /// unique case-insensitively. `max_items` must be at least 1.
+    pub fn new(options: Vec<String>, allow_custom: bool, max_items: u32) -> Result<Self, Error> {
+        let options = ChoiceOptions::parse(options)?;
+        if max_items == 0 {
+            return Err(Error::invalid_definition(
+                "config.max_items: 0 is out of range; it must be at least 1.",
+            ));
+        }
+        Ok(MultiChoiceConfig {
+            options,
+            allow_custom,
+            max_items,
+        })
+    }
+
+    /// The options in their declared spelling and order.
+    pub fn options(&self) -> &[String] {
+        self.options.as_slice()
+    }
+
+    /// Whether values that match no option are kept (trimmed) instead of dropped.
+    pub fn allow_custom(&self) -> bool {
+        self.allow_custom
+    }
+
+    /// The most items a stored list may have.
+    pub fn max_items(&self) -> u32 {
+        self.max_items
+    }
+
+    pub(crate) fn choices(&self) -> &ChoiceOptions {
+        &self.options
+    }
+}
+
+/// The config of an attribute: one variant per type, so a config can never
+/// disagree with its type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttributeConfig {
+    /// `text`.
+    Text(TextConfig),
+    /// `number`.
+    Number(NumberConfig),
+    /// `boolean`, which has no config.
+    Boolean,
+    /// `date`.
+    Date(DateConfig),
+    /// `single_choice`.
+    SingleChoice(ChoiceConfig),
+    /// `multi_choice`.
+    MultiChoice(MultiChoiceConfig),
+}
+
+impl AttributeConfig {
+    /// The type this config belongs to.
+    pub fn attribute_type(&self) -> AttributeType {
+        match self {
+            AttributeConfig::Text(_) => AttributeType::Text,
+            AttributeConfig::Number(_) => AttributeType::Number,
+            AttributeConfig::Boolean => AttributeType::Boolean,
+            AttributeConfig::Date(_) => AttributeType::Date,
+            AttributeConfig::SingleChoice(_) => AttributeType::SingleChoice,
+            AttributeConfig::MultiChoice(_) => AttributeType::MultiChoice,
+        }
+    }
+
+    /// The config of a type with every field at its default. Choice types
+    /// have no default options, so for them this is an error naming
+    /// `config.options`.
+    pub fn default_for(attribute_type: AttributeType) -> Result<Self, Error> {
+        Self::from_json(attribute_type, &Json::Object(Map::new()))
+    }
+
+    /// The config as stored: a JSON object with the stable field names
+    /// `max_length`, `truncate`, `min`, `max`, `integer`, `include_time`,
+    /// `options`, `allow_custom`, `max_items` (unset bounds are left out;
+    /// boolean is `{}`).
+    pub fn to_json(&self) -> Json {
+        match self {
+            AttributeConfig::Text(c) => json!({"max_length": c.max_length, "truncate": c.truncate}),
+            AttributeConfig::Number(c) => {
+                let mut object = Map::new();
+                if let Some(min) = c.min {
+                    object.insert("min".to_owned(), json!(min));
+                }
+                if let Some(max) = c.max {
+                    object.insert("max".to_owned(), json!(max));
+                }
+                object.insert("integer".to_owned(), json!(c.integer));
+                Json::Object(object)
+            }
+            AttributeConfig::Boolean => json!({}),
+            AttributeConfig::Date(c) => json!({"include_time": c.include_time}),
+            AttributeConfig::SingleChoice(c) => {
+                json!({"options": c.options(), "allow_custom": c.allow_custom})
+            }
+            AttributeConfig::MultiChoice(c) => json!({
+                "options": c.options(),
+                "allow_custom": c.allow_custom,
+                "max_items": c.max_items,
+            }),
+        }
+    }
+
+    /// Reads a config of the given type from JSON as [`AttributeConfig::to_json`]
+    /// writes it, validating it like the constructors do. Missing fields (and
+    /// `null`) take their defaults; unknown fields are refused so that a typo
+    /// such as `maxLength` is not silently ignored.
+    pub fn from_json(attribute_type: AttributeType, json: &Json) -> Result<Self, Error> {
+        let fields = JsonFields::new(json)?;
+        let config = match attribute_type {
+            AttributeType::Text => {
+                fields.only(&["max_length", "truncate"])?;
+                let max_length = fields.u32("max_length")?;
+                AttributeConfig::Text(TextConfig::new(
+                    max_length.unwrap_or(TextConfig::DEFAULT_MAX_LENGTH),
+                    fields.bool("truncate")?.unwrap_or(false),
+                )?)
+            }
+            AttributeType::Number => {
+                fields.only(&["min", "max", "integer"])?;
+                AttributeConfig::Number(NumberConfig::new(
+                    fields.f64("min")?,
+                    fields.f64("max")?,
+                    fields.bool("integer")?.unwrap_or(false),
+                )?)
+            }
+            AttributeType::Boolean => {
+                fields.only(&[])?;
+                AttributeConfig::Boolean
+            }
+            AttributeType::Date => {
+                fields.only(&["include_time"])?;
+                AttributeConfig::Date(DateConfig::new(
+                    fields.bool("include_time")?.unwrap_or(false),
+                ))
+            }
+            AttributeType::SingleChoice => {
+                fields.only(&["options", "allow_custom"])?;
+                AttributeConfig::SingleChoice(ChoiceConfig::new(
+                    fields.strings("options")?.unwrap_or_default(),
+                    fields.bool("allow_custom")?.unwrap_or(false),
+                )?)
+            }
+            AttributeType::MultiChoice => {
+                fields.only(&["options", "allow_custom", "max_items"])?;
+                AttributeConfig::MultiChoice(MultiChoiceConfig::new(
+                    fields.strings("options")?.unwrap_or_default(),
+                    fields.bool("allow_custom")?.unwrap_or(false),
+                    fields
+                        .u32("max_items")?
+                        .unwrap_or(MultiChoiceConfig::DEFAULT_MAX_ITEMS),
+                )?)
+            }
+        };
+        Ok(config)
+    }
+}
+
+/// The fields of a config object, read with messages naming `config.<field>`.
+struct JsonFields<'a>(Option<&'a Map<String, Json>>);
+
+impl<'a> JsonFields<'a> {
+    fn new(json: &'a Json) -> Result<Self, Error> {
+        match json {
+            Json::Object(object) => Ok(JsonFields(Some(object))),
+            Json::Null => Ok(JsonFields(None)),
+            other => Err(Error::invalid_definition(format!(
+                "config: expected an object, got {}.",
+                json_preview(other)
+            ))),
+        }
+    }
+
+    fn only(&self, allowed: &[&str]) -> Result<(), Error> {
+        let unknown = self
+            .0
+            .into_iter()
+            .flat_map(|object| object.keys())
+            .find(|k| !allowed.contains(&k.as_str()));
+        match unknown {
+            None => Ok(()),
+            Some(k) if allowed.is_empty() => Err(Error::invalid_definition(format!(
+                "config.{k}: this type has no config fields; leave config empty."
+            ))),
+            Some(k) => Err(Error::invalid_definition(format!(
+                "config.{k}: unknown field; the fields of this type are {}.",
+                allowed.join(", ")
+            ))),
+        }
+    }
+
+    fn get(&self, field: &str) -> Option<&'a Json> {
+        self.0
+            .and_then(|object| object.get(field))
+            .filter(|v| !v.is_null())
+    }
+
+    fn wrong(field: &str, expected: &str, got: &Json) -> Error {
+        Error::invalid_definition(format!(
+            "config.{field}: expected {expected}, got {}.",
+            json_preview(got)
+        ))
+    }
+
+    fn bool(&self, field: &str) -> Result<Option<bool>, Error> {
+        self.get(field)
+            .map(|v| {
+                v.as_bool()
+                    .ok_or_else(|| Self::wrong(field, "true or false", v))
+            })
+            .transpose()
+    }
+
+    fn u32(&self, field: &str) -> Result<Option<u32>, Error> {
+        self.get(field)
+            .map(|v| {
+                v.as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(|| Self::wrong(field, "a whole number from 0 to 4294967295", v))
+            })
+            .transpose()
+    }
+
+    fn f64(&self, field: &str) -> Result<Option<f64>, Error> {
+        self.get(field)
+            .map(|v| v.as_f64().ok_or_else(|| Self::wrong(field, "a number", v)))
+            .transpose()
+    }
+
+    fn strings(&self, field: &str) -> Result<Option<Vec<String>>, Error> {
+        self.get(field)
+            .map(|v| {
+                let list = v
+                    .as_array()
+                    .ok_or_else(|| Self::wrong(field, "a list of strings", v))?;
+                list.iter()
+                    .enumerate()
+                    .map(|(i, item)| {
+                        item.as_str()
+                            .map(str::to_owned)
+                            .ok_or_else(|| Self::wrong(&format!("{field}[{i}]"), "a string", item))
+                    })
+                    .collect()
+            })
+            .transpose()
+    }
+}
+
+/// A JSON value shortened for a message.
+fn json_preview(json: &Json) -> String {
+    let text = json.to_string();
+    match text.char_indices().nth(64) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::domain::error::Reason;
+    use proptest::prelude::*;
+
+    fn strings(options: &[&str]) -> Vec<String> {
+        options.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    /// Asserts a definition error whose message starts with `field`.
+    fn assert_definition_error<T: std::fmt::Debug>(
+        result: Result<T, Error>,
+        field: &str,
+        needle: &str,
+    ) {
+        let e = result.unwrap_err();
+        assert_eq!(e.reason(), Reason::InvalidAttributeDefinition);
+        assert!(
+            e.message().starts_with(&format!("{field}: ")),
+            "expected field {field}: {}",
+            e.message()
+        );
+        assert!(
+            e.message().contains(needle),
+            "{needle:?} in {}",
+            e.message()
+        );
+    }
+
+    #[test]
+    fn attribute_types_round_trip_through_their_names() {
+        for t in AttributeType::ALL {
+            assert_eq!(AttributeType::parse(t.as_str()).unwrap(), t);
+            assert_eq!(t.to_string(), t.as_str());
+        }
+        assert_definition_error(AttributeType::parse("Text"), "type", "\"Text\" is not");
+        assert_definition_error(AttributeType::parse("string"), "type", "single_choice");
+    }
+
+    #[test]
+    fn text_config_max_length_is_1_to_65535_and_defaults_to_255() {
+        let default = TextConfig::default();
+        assert_eq!((default.max_length(), default.truncate()), (255, false));
+        assert_eq!(TextConfig::new(1, true).unwrap().max_length(), 1);
+        assert_eq!(TextConfig::new(65535, false).unwrap().max_length(), 65535);
+        assert_definition_error(
+            TextConfig::new(0, false),
+            "config.max_length",
+            "0 is out of range",
+        );
+        assert_definition_error(TextConfig::new(65536, false), "config.max_length", "65536");
+    }
+
+    #[test]
+    fn number_config_bounds_are_finite_and_ordered() {
+        assert!(NumberConfig::new(None, None, false).is_ok());
+        assert!(NumberConfig::new(Some(1.0), Some(1.0), true).is_ok());
+        assert!(NumberConfig::new(Some(-1.5), None, false).is_ok());
+        assert_definition_error(
+            NumberConfig::new(Some(f64::NAN), None, false),
+            "config.min",
+            "not a finite number",
+        );
+        assert_definition_error(
+            NumberConfig::new(None, Some(f64::INFINITY), false),
+            "config.max",
+            "not a finite number",
+        );
+        assert_definition_error(
+            NumberConfig::new(Some(2.0), Some(1.0), false),
+            "config.min",
+            "2 is greater than config.max 1",
+        );
+        assert_definition_error(
+            NumberConfig::new(Some(0.2), Some(0.8), true),
+            "config.integer",
+            "no whole number lies between min 0.2 and max 0.8",
+        );
+        assert!(NumberConfig::new(Some(0.2), Some(0.8), false).is_ok());
+        let zero = NumberConfig::new(Some(-0.0), None, false).unwrap().min();
+        assert!(zero.is_some_and(f64::is_sign_positive), "-0 is stored as 0");
+    }
+
+    #[test]
+    fn option_lists_follow_every_rule() {
+        assert_eq!(
+            ChoiceConfig::new(strings(&["teacher", "student"]), false)
+                .unwrap()
+                .options(),
+            ["teacher", "student"]
+        );
+        let max_len = "é".repeat(255);
+        assert!(ChoiceConfig::new(vec![max_len], false).is_ok());
+        let thousand: Vec<String> = (0..1000).map(|i| format!("o{i}")).collect();
+        assert!(ChoiceConfig::new(thousand.clone(), false).is_ok());
+
+        assert_definition_error(
+            ChoiceConfig::new(vec![], false),
+            "config.options",
+            "no options",
+        );
+        let too_many: Vec<String> = (0..1001).map(|i| format!("o{i}")).collect();
+        assert_definition_error(
+            ChoiceConfig::new(too_many, false),
+            "config.options",
+            "1001 options given; at most 1000",
+        );
+        assert_definition_error(
+            ChoiceConfig::new(strings(&["a", ""]), false),
+            "config.options[1]",
+            "blank",
+        );
+        assert_definition_error(
+            ChoiceConfig::new(strings(&["a", " \t"]), false),
+            "config.options[1]",
+            "blank",
+        );
+        assert_definition_error(
+            ChoiceConfig::new(strings(&[" math"]), false),
+            "config.options[0]",
+            "leading or trailing whitespace",
+        );
+        assert_definition_error(
+            ChoiceConfig::new(strings(&["math\u{a0}"]), false),
+            "config.options[0]",
+            "leading or trailing whitespace",
+        );
+        assert_definition_error(
+            ChoiceConfig::new(vec!["é".repeat(256)], false),
+            "config.options[0]",
+            "256 characters long; at most 255",
+        );
+        assert_definition_error(
+            ChoiceConfig::new(strings(&["a\nb"]), false),
+            "config.options[0]",
+            "U+000A",
+        );
+        assert_definition_error(
+            ChoiceConfig::new(strings(&["math", "art", "Math"]), false),
+            "config.options[2]",
+            "\"Math\" duplicates \"math\" (config.options[0]); options are compared case-insensitively",
+        );
+        assert_definition_error(
+            ChoiceConfig::new(strings(&["é", "É"]), false),
+            "config.options[1]",
+            "duplicates",
+        );
+        assert_definition_error(
+            MultiChoiceConfig::new(strings(&["straße", "STRASSE"]), false, 5),
+            "config.options[1]",
+            "duplicates",
+        );
+    }
+
+    #[test]
+    fn multi_choice_max_items_is_at_least_one_and_defaults_to_100() {
+        assert_definition_error(
+            MultiChoiceConfig::new(strings(&["a"]), false, 0),
+            "config.max_items",
+            "at least 1",
+        );
+        assert_eq!(
+            MultiChoiceConfig::new(strings(&["a"]), true, 1)
+                .unwrap()
+                .max_items(),
+            1
+        );
+        let AttributeConfig::MultiChoice(c) =
+            AttributeConfig::from_json(AttributeType::MultiChoice, &json!({"options": ["a"]}))
+                .unwrap()
+        else {
+            panic!("wrong type")
+        };
+        assert_eq!((c.max_items(), c.allow_custom()), (100, false));
+        assert_definition_error(
+            MultiChoiceConfig::new(strings(&["a", "A"]), false, 1),
+            "config.options[1]",
+            "duplicates",
+        );
+    }
+
+    #[test]
+    fn configs_read_from_json_take_defaults_and_refuse_bad_fields() {
+        let text = AttributeConfig::default_for(AttributeType::Text).unwrap();
+        assert_eq!(text, AttributeConfig::Text(TextConfig::default()));
+        assert_eq!(
+            AttributeConfig::from_json(AttributeType::Text, &Json::Null).unwrap(),
+            text
+        );
+        assert_eq!(
+            AttributeConfig::default_for(AttributeType::Number).unwrap(),
+            AttributeConfig::Number(NumberConfig::default())
+        );
+        assert_eq!(
+            AttributeConfig::default_for(AttributeType::Boolean).unwrap(),
+            AttributeConfig::Boolean
+        );
+        assert_eq!(
+            AttributeConfig::default_for(AttributeType::Date).unwrap(),
+            AttributeConfig::Date(DateConfig::new(false))
+        );
+        assert_definition_error(
+            AttributeConfig::default_for(AttributeType::SingleChoice),
+            "config.options",
+            "no options",
+        );
+        let cases = [
+            (
+                AttributeType::Text,
+                json!({"maxLength": 3}),
+                "config.maxLength",
+                "unknown field",
+            ),
+            (
+                AttributeType::Text,
+                json!({"max_length": "3"}),
+                "config.max_length",
+                "whole number",
+            ),
+            (
+                AttributeType::Text,
+                json!({"max_length": 2.5}),
+                "config.max_length",
+                "whole number",
+            ),
+            (
+                AttributeType::Text,
+                json!({"max_length": 0}),
+                "config.max_length",
+                "out of range",
+            ),
+            (
+                AttributeType::Text,
+                json!({"truncate": 1}),
+                "config.truncate",
+                "true or false",
+            ),
+            (
+                AttributeType::Number,
+                json!({"min": "1"}),
+                "config.min",
+                "a number",
+            ),
+            (
+                AttributeType::Number,
+                json!({"min": 3, "max": 1}),
+                "config.min",
+                "greater",
+            ),
+            (
+                AttributeType::Boolean,
+                json!({"x": 1}),
+                "config.x",
+                "no config fields",
+            ),
+            (
+                AttributeType::Date,
+                json!([]),
+                "config",
+                "expected an object",
+            ),
+            (
+                AttributeType::SingleChoice,
+                json!({"options": "a"}),
+                "config.options",
+                "list of strings",
+            ),
+            (
+                AttributeType::SingleChoice,
+                json!({"options": ["a", 1]}),
+                "config.options[1]",
+                "a string",
+            ),
+            (
+                AttributeType::MultiChoice,
+                json!({"options": ["a"], "max_items": -1}),
+                "config.max_items",
+                "whole number",
+            ),
+        ];
+        for (t, json, field, needle) in cases {
+            assert_definition_error(AttributeConfig::from_json(t, &json), field, needle);
+        }
+    }
+
+    #[test]
+    fn config_json_uses_the_stable_field_names() {
+        let cases = [
+            (
+                AttributeConfig::Text(TextConfig::new(10, true).unwrap()),
+                json!({"max_length": 10, "truncate": true}),
+            ),
+            (
+                AttributeConfig::Number(NumberConfig::new(Some(0.0), Some(2.5), true).unwrap()),
+                json!({"min": 0.0, "max": 2.5, "integer": true}),
+            ),
+            (
+                AttributeConfig::Number(NumberConfig::default()),
+                json!({"integer": false}),
+            ),
+            (AttributeConfig::Boolean, json!({})),
+            (
+                AttributeConfig::Date(DateConfig::new(true)),
+                json!({"include_time": true}),
+            ),
+            (
+                AttributeConfig::SingleChoice(
+                    ChoiceConfig::new(strings(&["teacher", "student"]), false).unwrap(),
+                ),
+                json!({"options": ["teacher", "student"], "allow_custom": false}),
+            ),
+            (
+                AttributeConfig::MultiChoice(
+                    MultiChoiceConfig::new(strings(&["a"]), true, 3).unwrap(),
+                ),
+                json!({"options": ["a"], "allow_custom": true, "max_items": 3}),
+            ),
+        ];
+        for (config, want) in cases {
+            assert_eq!(config.to_json(), want);
+            assert_eq!(
+                AttributeConfig::from_json(config.attribute_type(), &want).unwrap(),
+                config
+            );
+        }
+    }
+
+    /// Option spellings chosen to collide caselessly and to need trimming,
+    /// so generated inputs hit matches, near misses and custom values.
+    pub(crate) const OPTION_POOL: &[&str] = &[
+        "teacher", "student", "history", "Math", "science", "art", "é", "Straße", "ΟΔΟΣ", "a b",
+        "42", "true", "😀", "x",
+    ];
+
+    /// Arbitrary valid configs of every type, for property tests.
+    pub(crate) fn arb_config() -> impl Strategy<Value = AttributeConfig> {
+        let options = proptest::sample::subsequence(OPTION_POOL, 1..=6)
+            .prop_map(|o| o.into_iter().map(str::to_owned).collect::<Vec<_>>());
+        let bound = prop_oneof![
+            Just(None),
+            (-1000i32..1000).prop_map(|n| Some(f64::from(n))),
+            (-1e6f64..1e6).prop_map(Some),
+        ];
+        prop_oneof![
+            (1u32..40, any::<bool>())
+                .prop_map(|(m, t)| AttributeConfig::Text(TextConfig::new(m, t).unwrap())),
+            (bound.clone(), bound, any::<bool>()).prop_filter_map(
+                "bounds in order",
+                |(lo, hi, int)| NumberConfig::new(lo, hi, int)
+                    .ok()
+                    .map(AttributeConfig::Number)
+            ),
+            Just(AttributeConfig::Boolean),
+            any::<bool>().prop_map(|t| AttributeConfig::Date(DateConfig::new(t))),
+            (options.clone(), any::<bool>())
+                .prop_map(|(o, c)| AttributeConfig::SingleChoice(ChoiceConfig::new(o, c).unwrap())),
+            (options, any::<bool>(), 1u32..8).prop_map(|(o, c, m)| AttributeConfig::MultiChoice(
+                MultiChoiceConfig::new(o, c, m).unwrap()
+            )),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn config_json_round_trips(config in arb_config()) {
+            let back = AttributeConfig::from_json(config.attribute_type(), &config.to_json()).unwrap();
+            prop_assert_eq!(back, config);
+        }
+    }
+}

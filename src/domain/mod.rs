@@ -1,0 +1,31 @@
+//! The domain: attribute keys, definitions and values, parsed so that once
+//! built they are valid, with no I/O. See CONTRACT.md sections 1, 3, 5 and 6.
+//!
+//! Layout:
+//! - `error`: [`Error`] and [`Reason`], the one error type of the domain.
+//! - `key`, `distinct_id`: [`AttributeKey`] and [`DistinctId`].
+//! - `config`: [`AttributeType`] and the per-type configs in [`AttributeConfig`].
+//! - `definition`: [`AttributeDefinition`], its limits and updates.
+//! - `value`: [`StoredValue`], what is stored and returned.
+//! - `coerce` (with `date` and `text` helpers): client input to [`StoredValue`].
+
+mod coerce;
+mod config;
+mod date;
+mod definition;
+mod distinct_id;
+mod error;
+mod key;
+mod text;
+mod value;
+
+pub use coerce::coerce;
+pub use config::{
+    AttributeConfig, AttributeType, ChoiceConfig, DateConfig, MultiChoiceConfig, NumberConfig,
+    TextConfig,
+};
+pub use definition::AttributeDefinition;
+pub use distinct_id::DistinctId;
+pub use error::{Error, Reason};
+pub use key::AttributeKey;
+pub use value::StoredValue;

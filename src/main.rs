@@ -1,0 +1,80 @@
+//! The `vevee-attributes` binary: parses the command line and runs it.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use vevee_attributes::{
+    config::ServeArgs,
+    server::{Application, shutdown_signal},
+    telemetry::{self, LogFormat},
+};
+
+/// Typed person attributes for vevee analytics, over gRPC.
+#[derive(Parser)]
+#[command(name = "vevee-attributes", version, about)]
+struct Cli {
+    /// Log format: `text` for people, `json` for log pipelines. Filter with RUST_LOG.
+    #[arg(
+        long,
+        env = "LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gRPC server.
+    Serve(ServeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) if !err.use_stderr() => {
+            // --help and --version.
+            let _ = err.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(err) => {
+            // One line naming the flag; clap's usage hints would bury it.
+            let rendered = err.render().to_string();
+            let first = rendered
+                .lines()
+                .next()
+                .unwrap_or("error: invalid arguments");
+            eprintln!("{first}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(cli.log_format, std::io::stderr);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => {
+                Application::build(args)
+                    .await?
+                    .run_until_stopped(shutdown_signal())
+                    .await
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

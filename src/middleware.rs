@@ -1,0 +1,235 @@
+//! The tower layer in front of every RPC: one tracing span per call (method,
+//! gRPC status code, latency), a server-wide concurrency limit and a
+//! per-request timeout, each answered with a gRPC status a client can act on.
+
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use tonic::{
+    Code, Status,
+    body::Body,
+    codegen::{BoxFuture, http},
+};
+use tower::{Layer, Service};
+use tracing::{Instrument, field::Empty};
+
+/// Configures [`RpcService`] around each routed service.
+#[derive(Clone)]
+pub struct RpcLayer {
+    /// Shared by every connection: the limit is on the whole server, unlike
+    /// tonic's `concurrency_limit_per_connection`.
+    permits: Arc<tokio::sync::Semaphore>,
+    timeout: Duration,
+}
+
+impl RpcLayer {
+    /// At most `concurrency_limit` RPCs in flight, each given `timeout` to answer.
+    pub fn new(concurrency_limit: usize, timeout: Duration) -> Self {
+        Self {
+            permits: Arc::new(tokio::sync::Semaphore::new(concurrency_limit)),
+            timeout,
+        }
+    }
+}
+
+impl<S> Layer<S> for RpcLayer {
+    type Service = RpcService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RpcService {
+            inner,
+            permits: self.permits.clone(),
+            timeout: self.timeout,
+        }
+    }
+}
+
+/// See [`RpcLayer`].
+#[derive(Clone)]
+pub struct RpcService<S> {
+    inner: S,
+    permits: Arc<tokio::sync::Semaphore>,
+    timeout: Duration,
+}
+
+impl<S> Service<http::Request<Body>> for RpcService<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let span = tracing::info_span!(
+            "rpc",
+            method = %request.uri().path(),
+            code = Empty,
+            latency_ms = Empty,
+        );
+        // Over the limit the request is answered at once rather than queued:
+        // a queue would only turn overload into timeouts.
+        let permit = self.permits.clone().try_acquire_owned();
+        // The clone that was polled ready is the one that must be called.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let timeout = self.timeout;
+        Box::pin(
+            async move {
+                let started = Instant::now();
+                let response = match permit {
+                    Err(_) => Ok(Status::resource_exhausted(
+                        "the server is at its concurrency limit; retry with backoff",
+                    )
+                    .into_http()),
+                    Ok(_permit) => match tokio::time::timeout(timeout, inner.call(request)).await {
+                        Ok(response) => response,
+                        Err(_) => Ok(Status::deadline_exceeded(format!(
+                            "the request did not finish within the server's timeout of {timeout:?}"
+                        ))
+                        .into_http()),
+                    },
+                };
+                let response = response.map(oversized_as_resource_exhausted);
+                if let Ok(response) = &response {
+                    record_outcome(response, started.elapsed());
+                }
+                response
+            }
+            .instrument(span),
+        )
+    }
+}
+
+/// tonic refuses a request over `max_decoding_message_size` with OUT_OF_RANGE;
+/// gRPC's status-code guide (and the Go and C++ servers) use
+/// RESOURCE_EXHAUSTED, which clients treat as "make it smaller". Our handlers
+/// never answer OUT_OF_RANGE, so only the codec's refusal is rewritten.
+fn oversized_as_resource_exhausted(response: http::Response<Body>) -> http::Response<Body> {
+    let oversized = grpc_code(&response) == Some(Code::OutOfRange)
+        && response
+            .headers()
+            .get("grpc-message")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|m| {
+                m.contains("message%20length%20too%20large")
+                    || m.contains("message length too large")
+            });
+    if !oversized {
+        return response;
+    }
+    Status::resource_exhausted(
+        "the request message is larger than the server accepts (see --max-request-bytes); \
+         send fewer or smaller values",
+    )
+    .into_http()
+}
+
+/// The `grpc-status` in the response headers, if any.
+fn grpc_code(response: &http::Response<Body>) -> Option<Code> {
+    response
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map(Code::from_i32)
+}
+
+/// Records the status code on the current span and logs the call. Errors of
+/// unary RPCs are always in the headers (a trailers-only response); a
+/// response without `grpc-status` there is a success or an open stream.
+fn record_outcome(response: &http::Response<Body>, elapsed: Duration) {
+    let code = grpc_code(response).unwrap_or(Code::Ok);
+    let span = tracing::Span::current();
+    span.record("code", tracing::field::debug(code));
+    span.record("latency_ms", elapsed.as_secs_f64() * 1000.0);
+    match code {
+        Code::Ok => tracing::debug!("rpc finished"),
+        Code::Internal
+        | Code::Unknown
+        | Code::Unavailable
+        | Code::DataLoss
+        | Code::DeadlineExceeded
+        | Code::ResourceExhausted => tracing::warn!("rpc failed"),
+        _ => tracing::info!("rpc refused"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{convert::Infallible, time::Duration};
+
+    use tonic::{Code, Status, body::Body, codegen::http};
+    use tower::{Layer, Service, ServiceExt};
+
+    use super::RpcLayer;
+
+    /// An inner service that answers OK after `delay`.
+    fn slow(
+        delay: Duration,
+    ) -> impl Service<
+        http::Request<Body>,
+        Response = http::Response<Body>,
+        Error = Infallible,
+        Future = impl Send,
+    > + Clone
+    + Send {
+        tower::service_fn(move |_req: http::Request<Body>| async move {
+            tokio::time::sleep(delay).await;
+            Ok::<_, Infallible>(http::Response::new(Body::default()))
+        })
+    }
+
+    fn code_of(response: &http::Response<Body>) -> Code {
+        super::grpc_code(response).unwrap_or(Code::Ok)
+    }
+
+    fn request() -> http::Request<Body> {
+        http::Request::builder()
+            .uri("/vevee.attributes.v1.AttributesService/SetAttribute")
+            .body(Body::default())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn calls_over_the_concurrency_limit_get_resource_exhausted_and_later_ones_pass() {
+        let svc = RpcLayer::new(1, Duration::from_secs(5)).layer(slow(Duration::from_millis(200)));
+        let first = tokio::spawn(svc.clone().oneshot(request()));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let refused = svc.clone().oneshot(request()).await.unwrap();
+        assert_eq!(code_of(&refused), Code::ResourceExhausted);
+        assert_eq!(code_of(&first.await.unwrap().unwrap()), Code::Ok);
+        let after = svc.oneshot(request()).await.unwrap();
+        assert_eq!(code_of(&after), Code::Ok);
+    }
+
+    #[tokio::test]
+    async fn calls_past_the_timeout_get_deadline_exceeded() {
+        let svc = RpcLayer::new(8, Duration::from_millis(50)).layer(slow(Duration::from_secs(5)));
+        let response = svc.oneshot(request()).await.unwrap();
+        assert_eq!(code_of(&response), Code::DeadlineExceeded);
+    }
+
+    #[tokio::test]
+    async fn the_codec_refusing_an_oversized_message_becomes_resource_exhausted() {
+        let inner = tower::service_fn(|_req: http::Request<Body>| async {
+            Ok::<_, Infallible>(
+                Status::out_of_range(
+                    "Error, decoded message length too large: found 9 bytes, the limit is: 4 bytes",
+                )
+                .into_http(),
+            )
+        });
+        let svc = RpcLayer::new(8, Duration::from_secs(5)).layer(inner);
+        let response = svc.oneshot(request()).await.unwrap();
+        assert_eq!(code_of(&response), Code::ResourceExhausted);
+    }
+}
