@@ -4,7 +4,9 @@
 
 use std::{fmt, net::SocketAddr, time::Duration};
 
-use clap::{Args, ValueEnum};
+use clap::Args;
+
+use crate::storage::SqliteSynchronous;
 
 /// Where the data lives and how the connection pool behaves.
 #[derive(Clone, Args)]
@@ -45,16 +47,6 @@ impl fmt::Debug for DatabaseArgs {
             .field("sqlite_synchronous", &self.sqlite_synchronous)
             .finish()
     }
-}
-
-/// SQLite's `synchronous` pragma: the durability of an acknowledged write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SqliteSynchronous {
-    /// Every commit is fsynced: it survives a power cut.
-    Full,
-    /// The WAL is fsynced at checkpoints only: faster, but a power cut may
-    /// lose the latest commits (the database stays consistent).
-    Normal,
 }
 
 /// Replaces the password of a `scheme://user:password@host` URL with `***`,

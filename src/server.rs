@@ -1,13 +1,28 @@
 //! Start-up and shutdown: binds the listener, assembles the gRPC services and
 //! runs them until a shutdown future resolves.
 
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
 use tonic::transport::{Server, server::TcpIncoming};
 use tonic_health::{ServingStatus, server::HealthReporter};
 
-use crate::{config::ServeArgs, middleware::RpcLayer, proto};
+use crate::{
+    api,
+    auth::{self, Guarded},
+    cache::Catalog,
+    config::{DatabaseArgs, ServeArgs, redact_url},
+    middleware::RpcLayer,
+    proto::{
+        self,
+        v1::{
+            attribute_definitions_service_server::AttributeDefinitionsServiceServer,
+            attributes_service_server::AttributesServiceServer,
+            workspace_settings_service_server::WorkspaceSettingsServiceServer,
+        },
+    },
+    storage::{self, Store, StoreOptions},
+};
 
 /// Why the server could not start or stopped abnormally. Each message names
 /// the flag to fix, since it is printed as the process's last line.
@@ -27,16 +42,75 @@ pub enum StartupError {
     /// Reflection could not load the descriptor set (a build defect).
     #[error("server reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The database could not be opened, reached or migrated.
+    #[error("--database-url {url}: {message}")]
+    Database {
+        /// The URL, password redacted.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl StartupError {
+    fn database(args: &DatabaseArgs, message: impl std::fmt::Display) -> Self {
+        StartupError::Database {
+            url: redact_url(&args.database_url),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// Opens the database, retrying an unreachable one for `--db-connect-retry`
+/// (a database starting beside the service is normal in a deployment), and
+/// brings its schema up to date.
+pub async fn open_store(args: &DatabaseArgs) -> Result<Arc<dyn Store>, StartupError> {
+    let options = StoreOptions {
+        max_connections: args.db_max_connections,
+        acquire_timeout: args.db_acquire_timeout,
+        sqlite_synchronous: args.sqlite_synchronous,
+        ..StoreOptions::default()
+    };
+    let deadline = tokio::time::Instant::now() + args.db_connect_retry;
+    let mut pause = Duration::from_millis(100);
+    let store = loop {
+        match storage::connect(&args.database_url, &options).await {
+            Ok(store) => break store,
+            Err(storage::Error::Unavailable(e)) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, "database unreachable; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            Err(storage::Error::Unavailable(e)) => {
+                return Err(StartupError::database(
+                    args,
+                    format_args!(
+                        "cannot reach the database after {:?} (--db-connect-retry): {e}",
+                        args.db_connect_retry
+                    ),
+                ));
+            }
+            Err(e) => return Err(StartupError::database(args, e)),
+        }
+    };
+    store
+        .migrate()
+        .await
+        .map_err(|e| StartupError::database(args, format_args!("migration failed: {e}")))?;
+    Ok(store)
 }
 
 /// A bound, configured server, ready to run.
 pub struct Application {
     listener: TcpListener,
     args: ServeArgs,
+    store: Arc<dyn Store>,
 }
 
 impl Application {
-    /// Binds the listener of `args.grpc_addr` (port 0 picks a free port).
+    /// Binds the listener of `args.grpc_addr` (port 0 picks a free port),
+    /// opens and migrates the database, and on an empty database creates a
+    /// first workspace and prints its keys (unless `--no-bootstrap`).
     pub async fn build(args: ServeArgs) -> Result<Self, StartupError> {
         let listener =
             TcpListener::bind(args.grpc_addr)
@@ -45,7 +119,17 @@ impl Application {
                     addr: args.grpc_addr,
                     source,
                 })?;
-        Ok(Self { listener, args })
+        let store = open_store(&args.database).await?;
+        if !args.no_bootstrap {
+            bootstrap(store.as_ref())
+                .await
+                .map_err(|e| StartupError::database(&args.database, e))?;
+        }
+        Ok(Self {
+            listener,
+            args,
+            store,
+        })
     }
 
     /// The address actually bound.
@@ -76,12 +160,31 @@ impl Application {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
 
+        let catalog = Catalog::new(self.store.clone(), args.cache_ttl);
+        let limit = args.max_request_bytes;
+        let attributes = AttributesServiceServer::new(api::Attributes::new(catalog.clone()))
+            .max_decoding_message_size(limit);
+        let definitions =
+            AttributeDefinitionsServiceServer::new(api::Definitions::new(catalog.clone()))
+                .max_decoding_message_size(limit);
+        let settings =
+            WorkspaceSettingsServiceServer::new(api::WorkspaceSettings::new(catalog.clone()))
+                .max_decoding_message_size(limit);
+        let monitor = tokio::spawn(monitor_database(
+            self.store.clone(),
+            health.clone(),
+            args.health_probe_interval,
+        ));
+
         let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = Server::builder()
             .http2_keepalive_interval(Some(args.http2_keepalive_interval))
             .http2_keepalive_timeout(Some(args.http2_keepalive_timeout))
             .layer(RpcLayer::new(args.concurrency_limit, args.request_timeout))
+            .add_service(Guarded::new(attributes, catalog.clone()))
+            .add_service(Guarded::new(definitions, catalog.clone()))
+            .add_service(Guarded::new(settings, catalog))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -97,6 +200,7 @@ impl Application {
         }
 
         tracing::info!(grace = ?args.shutdown_grace, "shutting down");
+        monitor.abort();
         // Load balancers and watchers hear about the shutdown before connections close.
         set_all(&health, ServingStatus::NotServing).await;
         let _ = stop_tx.send(());
@@ -122,9 +226,71 @@ async fn drain(
 /// Sets the overall status ("") and every API service's status.
 async fn set_all(health: &HealthReporter, status: ServingStatus) {
     health.set_service_status("", status).await;
+    set_services(health, status).await;
+}
+
+/// Sets every API service's status; the overall status ("") is left alone.
+async fn set_services(health: &HealthReporter, status: ServingStatus) {
     for name in proto::SERVICE_NAMES {
         health.set_service_status(name, status).await;
     }
+}
+
+/// Probes the database every `interval`: while it is unreachable the API
+/// services report NOT_SERVING (readiness), and SERVING again once it is
+/// back; sqlx's pool reconnects by itself. The overall status stays SERVING
+/// so that a liveness probe doesn't restart every replica during a database
+/// outage, which restarting cannot fix.
+async fn monitor_database(store: Arc<dyn Store>, health: HealthReporter, interval: Duration) {
+    let mut reachable = true;
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let now = match tokio::time::timeout(interval.max(Duration::from_secs(1)), store.ping())
+            .await
+        {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                if reachable {
+                    tracing::warn!(error = %e, "database unreachable; API services NOT_SERVING");
+                }
+                false
+            }
+            Err(_) => false,
+        };
+        if now != reachable {
+            if now {
+                tracing::info!("database reachable again; API services SERVING");
+            }
+            let status = if now {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            set_services(&health, status).await;
+            reachable = now;
+        }
+    }
+}
+
+/// On a database with no workspace, creates one and prints its four keys
+/// to stderr, once, so the first `serve` gives a working service.
+async fn bootstrap(store: &dyn Store) -> Result<(), storage::Error> {
+    if !store.list_workspaces().await?.is_empty() {
+        return Ok(());
+    }
+    let (workspace, keys) = auth::create_workspace(store, "default").await?;
+    let mut text = format!(
+        "\nCreated workspace \"default\" ({}) with these API keys. They are shown only once:\n",
+        workspace.id
+    );
+    for (key, _) in &keys {
+        text.push_str(&format!("  {}\n", key.expose()));
+    }
+    text.push_str("Start again with --no-bootstrap to skip this on an empty database.\n");
+    eprintln!("{text}");
+    Ok(())
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C), the signals that stop the server.

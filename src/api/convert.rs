@@ -1,0 +1,196 @@
+//! Conversions between generated proto types and the domain and storage
+//! types, kept at the edge so the domain never sees generated code.
+
+use chrono::{DateTime, Utc};
+use prost_types::{ListValue, Struct, Timestamp, Value, value::Kind};
+
+use crate::{
+    domain::{
+        AttributeConfig, AttributeDefinition, AttributeType, ChoiceConfig, DateConfig, Error,
+        MultiChoiceConfig, NumberConfig, TextConfig,
+    },
+    proto::v1 as pb,
+};
+
+/// A JSON value (as stored) as a `google.protobuf.Value`.
+pub(crate) fn json_to_value(json: &serde_json::Value) -> Value {
+    let kind = match json {
+        serde_json::Value::Null => Kind::NullValue(0),
+        serde_json::Value::Bool(b) => Kind::BoolValue(*b),
+        serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
+        serde_json::Value::String(s) => Kind::StringValue(s.clone()),
+        serde_json::Value::Array(items) => Kind::ListValue(ListValue {
+            values: items.iter().map(json_to_value).collect(),
+        }),
+        serde_json::Value::Object(fields) => Kind::StructValue(Struct {
+            fields: fields
+                .iter()
+                .map(|(k, v)| (k.clone(), json_to_value(v)))
+                .collect(),
+        }),
+    };
+    Value { kind: Some(kind) }
+}
+
+/// A point in time as a `google.protobuf.Timestamp`.
+pub(crate) fn timestamp(at: DateTime<Utc>) -> Timestamp {
+    Timestamp {
+        seconds: at.timestamp(),
+        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+/// The domain type of a proto type; UNSPECIFIED (or an unknown number) is
+/// an invalid definition.
+pub(crate) fn attribute_type(raw: i32) -> Result<AttributeType, Error> {
+    match pb::AttributeType::try_from(raw) {
+        Ok(pb::AttributeType::Text) => Ok(AttributeType::Text),
+        Ok(pb::AttributeType::Number) => Ok(AttributeType::Number),
+        Ok(pb::AttributeType::Boolean) => Ok(AttributeType::Boolean),
+        Ok(pb::AttributeType::Date) => Ok(AttributeType::Date),
+        Ok(pb::AttributeType::SingleChoice) => Ok(AttributeType::SingleChoice),
+        Ok(pb::AttributeType::MultiChoice) => Ok(AttributeType::MultiChoice),
+        Ok(pb::AttributeType::Unspecified) | Err(_) => Err(Error::invalid_definition(
+            "type: set the attribute's type: ATTRIBUTE_TYPE_TEXT, _NUMBER, _BOOLEAN, _DATE, \
+             _SINGLE_CHOICE or _MULTI_CHOICE.",
+        )),
+    }
+}
+
+fn proto_type(t: AttributeType) -> pb::AttributeType {
+    match t {
+        AttributeType::Text => pb::AttributeType::Text,
+        AttributeType::Number => pb::AttributeType::Number,
+        AttributeType::Boolean => pb::AttributeType::Boolean,
+        AttributeType::Date => pb::AttributeType::Date,
+        AttributeType::SingleChoice => pb::AttributeType::SingleChoice,
+        AttributeType::MultiChoice => pb::AttributeType::MultiChoice,
+    }
+}
+
+/// The domain config of a proto config for an attribute of type `t`. A
+/// missing config (or an empty oneof) takes the type's defaults; a config of
+/// another type is an invalid definition.
+pub(crate) fn config(
+    t: AttributeType,
+    config: Option<pb::AttributeConfig>,
+) -> Result<AttributeConfig, Error> {
+    use pb::attribute_config::Config;
+    let Some(config) = config.and_then(|c| c.config) else {
+        return AttributeConfig::default_for(t);
+    };
+    let parsed = match config {
+        Config::Text(c) => AttributeConfig::Text(TextConfig::new(
+            c.max_length.unwrap_or(TextConfig::DEFAULT_MAX_LENGTH),
+            c.truncate,
+        )?),
+        Config::Number(c) => AttributeConfig::Number(NumberConfig::new(c.min, c.max, c.integer)?),
+        Config::Boolean(_) => AttributeConfig::Boolean,
+        Config::Date(c) => AttributeConfig::Date(DateConfig::new(c.include_time)),
+        Config::SingleChoice(c) => {
+            AttributeConfig::SingleChoice(ChoiceConfig::new(c.options, c.allow_custom)?)
+        }
+        Config::MultiChoice(c) => AttributeConfig::MultiChoice(MultiChoiceConfig::new(
+            c.options,
+            c.allow_custom,
+            c.max_items.unwrap_or(MultiChoiceConfig::DEFAULT_MAX_ITEMS),
+        )?),
+    };
+    if parsed.attribute_type() != t {
+        return Err(Error::invalid_definition(format!(
+            "config: a {} config was sent for a {t} attribute; send config.{t} instead.",
+            parsed.attribute_type()
+        )));
+    }
+    Ok(parsed)
+}
+
+fn proto_config(config: &AttributeConfig) -> pb::AttributeConfig {
+    use pb::attribute_config::Config;
+    let config = match config {
+        AttributeConfig::Text(c) => Config::Text(pb::TextConfig {
+            max_length: Some(c.max_length()),
+            truncate: c.truncate(),
+        }),
+        AttributeConfig::Number(c) => Config::Number(pb::NumberConfig {
+            min: c.min(),
+            max: c.max(),
+            integer: c.integer(),
+        }),
+        AttributeConfig::Boolean => Config::Boolean(pb::BooleanConfig {}),
+        AttributeConfig::Date(c) => Config::Date(pb::DateConfig {
+            include_time: c.include_time(),
+        }),
+        AttributeConfig::SingleChoice(c) => Config::SingleChoice(pb::SingleChoiceConfig {
+            options: c.options().to_vec(),
+            allow_custom: c.allow_custom(),
+        }),
+        AttributeConfig::MultiChoice(c) => Config::MultiChoice(pb::MultiChoiceConfig {
+            options: c.options().to_vec(),
+            allow_custom: c.allow_custom(),
+            max_items: Some(c.max_items()),
+        }),
+    };
+    pb::AttributeConfig {
+        config: Some(config),
+    }
+}
+
+/// A definition as the API returns it.
+pub(crate) fn definition(
+    def: &AttributeDefinition,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+) -> pb::AttributeDefinition {
+    pb::AttributeDefinition {
+        key: def.key().to_string(),
+        r#type: proto_type(def.config().attribute_type()).into(),
+        config: Some(proto_config(def.config())),
+        display_name: def.display_name().unwrap_or_default().to_owned(),
+        description: def.description().unwrap_or_default().to_owned(),
+        archived: def.archived(),
+        created_at: Some(timestamp(created_at)),
+        updated_at: Some(timestamp(updated_at)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_type_round_trips_through_its_proto_config() {
+        let configs = [
+            AttributeConfig::Text(TextConfig::new(10, true).unwrap()),
+            AttributeConfig::Number(NumberConfig::new(Some(0.0), Some(5.0), true).unwrap()),
+            AttributeConfig::Boolean,
+            AttributeConfig::Date(DateConfig::new(true)),
+            AttributeConfig::SingleChoice(ChoiceConfig::new(vec!["a".into()], true).unwrap()),
+            AttributeConfig::MultiChoice(
+                MultiChoiceConfig::new(vec!["a".into(), "b".into()], false, 3).unwrap(),
+            ),
+        ];
+        for c in configs {
+            let back = config(c.attribute_type(), Some(proto_config(&c))).unwrap();
+            assert_eq!(back, c);
+        }
+    }
+
+    #[test]
+    fn a_config_of_another_type_is_an_invalid_definition() {
+        let text = proto_config(&AttributeConfig::Boolean);
+        let err = config(AttributeType::Text, Some(text)).unwrap_err();
+        assert_eq!(
+            err.reason(),
+            crate::domain::Reason::InvalidAttributeDefinition
+        );
+        assert!(err.message().starts_with("config:"), "{}", err.message());
+    }
+
+    #[test]
+    fn unspecified_type_is_an_invalid_definition_naming_the_field() {
+        let err = attribute_type(0).unwrap_err();
+        assert!(err.message().starts_with("type:"));
+        assert!(attribute_type(99).is_err());
+    }
+}

@@ -1,0 +1,171 @@
+//! The one boundary where failures become gRPC statuses: every code the
+//! service answers with is chosen in [`code`].
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::{
+    domain::{Error, Reason},
+    storage,
+};
+
+/// `google.rpc.ErrorInfo.domain` of every error.
+pub const ERROR_DOMAIN: &str = "attributes.vevee.dev";
+
+/// The gRPC code of each reason (CONTRACT.md section 5).
+pub fn code(reason: Reason) -> Code {
+    match reason {
+        Reason::AttributeNotDefined
+        | Reason::AttributeValueInvalid
+        | Reason::AttributeValueTooLong
+        | Reason::InvalidDistinctId
+        | Reason::InvalidAttributeDefinition
+        | Reason::TooManyValues
+        | Reason::InvalidArgument => Code::InvalidArgument,
+        Reason::AttributeArchived => Code::FailedPrecondition,
+        Reason::ClientAttributeWritesDisabled | Reason::SecretKeyRequired => Code::PermissionDenied,
+        Reason::MissingApiKey | Reason::InvalidApiKey => Code::Unauthenticated,
+        Reason::PersonNotFound | Reason::AttributeDefinitionNotFound => Code::NotFound,
+        Reason::AttributeAlreadyExists => Code::AlreadyExists,
+        Reason::Unavailable => Code::Unavailable,
+    }
+}
+
+/// Why an RPC failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A failure the client can act on; becomes the code of its reason.
+    #[error(transparent)]
+    Refused(#[from] Error),
+    /// SetAttributes with failing values: every failure, in key order.
+    #[error("{} of the values failed", .0.len())]
+    Batch(Vec<(String, Error)>),
+    /// A defect or a broken database: logged in full, sent as a bare INTERNAL.
+    #[error("internal error: {0}")]
+    Internal(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<storage::Error> for ApiError {
+    fn from(err: storage::Error) -> Self {
+        match err {
+            storage::Error::Unavailable(source) => {
+                tracing::warn!(error = %source, "database unavailable");
+                ApiError::Refused(Error::new(
+                    Reason::Unavailable,
+                    "The database cannot be reached right now; the request was not applied and is \
+                     safe to retry with backoff.",
+                ))
+            }
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(err: ApiError) -> Self {
+        match err {
+            ApiError::Refused(error) => status(&error, ErrorDetails::new()),
+            ApiError::Batch(failures) => {
+                let mut details = ErrorDetails::new();
+                for (key, error) in &failures {
+                    details.add_bad_request_violation(
+                        format!("values.{key}"),
+                        format!("{}: {}", error.reason(), error.message()),
+                    );
+                }
+                match failures.first() {
+                    Some((_, first)) => status(first, details),
+                    None => Status::internal("internal error"),
+                }
+            }
+            ApiError::Internal(source) => {
+                tracing::error!(error = %source, "internal error");
+                Status::internal("internal error; it has been logged")
+            }
+        }
+    }
+}
+
+/// The status of `error`, with its ErrorInfo added to `details`.
+fn status(error: &Error, mut details: ErrorDetails) -> Status {
+    let metadata: HashMap<String, String> = error
+        .attribute()
+        .map(|a| HashMap::from([("attribute".to_owned(), a.to_owned())]))
+        .unwrap_or_default();
+    details.set_error_info(error.reason().as_str(), ERROR_DOMAIN, metadata);
+    Status::with_error_details(code(error.reason()), error.message(), details)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_maps_to_the_contract_code() {
+        let expected = [
+            (Reason::AttributeNotDefined, Code::InvalidArgument),
+            (Reason::AttributeValueInvalid, Code::InvalidArgument),
+            (Reason::AttributeValueTooLong, Code::InvalidArgument),
+            (Reason::AttributeArchived, Code::FailedPrecondition),
+            (
+                Reason::ClientAttributeWritesDisabled,
+                Code::PermissionDenied,
+            ),
+            (Reason::SecretKeyRequired, Code::PermissionDenied),
+            (Reason::MissingApiKey, Code::Unauthenticated),
+            (Reason::InvalidApiKey, Code::Unauthenticated),
+            (Reason::InvalidDistinctId, Code::InvalidArgument),
+            (Reason::PersonNotFound, Code::NotFound),
+            (Reason::AttributeAlreadyExists, Code::AlreadyExists),
+            (Reason::AttributeDefinitionNotFound, Code::NotFound),
+            (Reason::InvalidAttributeDefinition, Code::InvalidArgument),
+            (Reason::TooManyValues, Code::InvalidArgument),
+            (Reason::Unavailable, Code::Unavailable),
+            (Reason::InvalidArgument, Code::InvalidArgument),
+        ];
+        assert_eq!(expected.len(), Reason::ALL.len());
+        for (reason, want) in expected {
+            assert_eq!(code(reason), want, "{reason}");
+        }
+    }
+
+    #[test]
+    fn a_refusal_carries_error_info_with_the_attribute() {
+        let status: Status =
+            ApiError::from(Error::invalid_value("no").with_attribute("persona")).into();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let info = status.get_details_error_info().expect("ErrorInfo");
+        assert_eq!(info.reason, "attribute_value_invalid");
+        assert_eq!(info.domain, ERROR_DOMAIN);
+        assert_eq!(
+            info.metadata.get("attribute").map(String::as_str),
+            Some("persona")
+        );
+    }
+
+    #[test]
+    fn a_batch_lists_every_failure_and_takes_the_first_ones_code() {
+        let status: Status = ApiError::Batch(vec![
+            (
+                "a".into(),
+                Error::new(Reason::AttributeArchived, "archived").with_attribute("a"),
+            ),
+            ("b".into(), Error::invalid_value("bad").with_attribute("b")),
+        ])
+        .into();
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        let violations = status
+            .get_details_bad_request()
+            .expect("BadRequest")
+            .field_violations;
+        assert_eq!(violations.len(), 2);
+        assert_eq!(violations[1].field, "values.b");
+        assert!(
+            violations[1]
+                .description
+                .starts_with("attribute_value_invalid")
+        );
+    }
+}

@@ -1,0 +1,581 @@
+//! Persistence of workspaces, API keys, attribute definitions, persons and
+//! their attribute values.
+//!
+//! One [`Store`] trait, two implementations: `sqlite` for a single node and
+//! `postgres` for a fleet. [`connect`] picks the backend from the URL's
+//! scheme. Storage deals in plain records: attribute keys arrive already
+//! validated, and configs and values are JSON that storage never interprets.
+//!
+//! Every method body runs in a task of its own (see `detached`), so a caller
+//! that gives up on a request (a client timeout, a dropped connection) never
+//! drops a database future half-way and never leaves a pooled connection in an
+//! unknown state.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SubsecRound, Utc};
+use serde_json::Value;
+use tracing::Instrument;
+use uuid::Uuid;
+
+mod postgres;
+mod sqlite;
+
+/// The result of every storage operation.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Identifies a workspace (one customer account).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct WorkspaceId(pub Uuid);
+
+/// Identifies a person: opaque and stable, given on the first write of a
+/// `distinct_id` and never derived from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct PersonId(pub Uuid);
+
+/// Identifies an API key record (never the key itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct ApiKeyId(pub Uuid);
+
+impl fmt::Display for WorkspaceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl fmt::Display for PersonId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl fmt::Display for ApiKeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Live or test: persons and their values are kept apart per mode, so test
+/// data never shows in live reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// Production data.
+    Live,
+    /// Data written with test keys.
+    Test,
+}
+
+impl Mode {
+    /// The spelling stored in the database and used in key prefixes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Live => "live",
+            Mode::Test => "test",
+        }
+    }
+}
+
+/// What an API key may do: secret keys everything, public keys only writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyKind {
+    /// A server-side key.
+    Secret,
+    /// A key that may ship in client code.
+    Public,
+}
+
+impl KeyKind {
+    /// The spelling stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::Secret => "secret",
+            KeyKind::Public => "public",
+        }
+    }
+}
+
+/// A database column held a spelling this build does not know; only a schema
+/// written by another program (or a newer version of this one) can cause it.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown stored value {0:?}")]
+pub struct UnknownStoredValue(String);
+
+impl TryFrom<String> for Mode {
+    type Error = UnknownStoredValue;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        match s.as_str() {
+            "live" => Ok(Mode::Live),
+            "test" => Ok(Mode::Test),
+            _ => Err(UnknownStoredValue(s)),
+        }
+    }
+}
+
+impl TryFrom<String> for KeyKind {
+    type Error = UnknownStoredValue;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        match s.as_str() {
+            "secret" => Ok(KeyKind::Secret),
+            "public" => Ok(KeyKind::Public),
+            _ => Err(UnknownStoredValue(s)),
+        }
+    }
+}
+
+/// A workspace as stored.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Workspace {
+    /// Its id.
+    pub id: WorkspaceId,
+    /// A name for people; not unique.
+    pub name: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Per-workspace settings, shared by both modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, sqlx::FromRow)]
+pub struct Settings {
+    /// Whether public keys may write attribute values (default off).
+    pub client_attribute_writes: bool,
+}
+
+/// An API key to store. The plaintext key never reaches storage.
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    /// The workspace the key belongs to.
+    pub workspace: WorkspaceId,
+    /// Secret or public.
+    pub kind: KeyKind,
+    /// The mode the key works in.
+    pub mode: Mode,
+    /// SHA-256 of the plaintext key, computed by the caller.
+    pub hash: [u8; 32],
+    /// The start of the key, so people can tell keys apart in a list.
+    pub display_prefix: String,
+}
+
+/// An API key as stored.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ApiKeyRecord {
+    /// Its id.
+    pub id: ApiKeyId,
+    /// The workspace the key belongs to.
+    #[sqlx(rename = "workspace_id")]
+    pub workspace: WorkspaceId,
+    /// Secret or public.
+    #[sqlx(try_from = "String")]
+    pub kind: KeyKind,
+    /// The mode the key works in.
+    #[sqlx(try_from = "String")]
+    pub mode: Mode,
+    /// The start of the key as shown to people.
+    pub display_prefix: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it was revoked; a revoked key authenticates nothing.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// An attribute definition to create.
+#[derive(Debug, Clone)]
+pub struct NewDefinition {
+    /// The attribute key, already validated by the caller.
+    pub key: String,
+    /// The type's name (`text`, `number`, ...); it never changes afterwards.
+    pub attr_type: String,
+    /// The type's config, stored as given.
+    pub config: Value,
+    /// A name for people.
+    pub display_name: Option<String>,
+    /// A description for people.
+    pub description: Option<String>,
+}
+
+/// Changes to an attribute definition: `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct DefinitionChanges {
+    /// A new config, replacing the whole old one.
+    pub config: Option<Value>,
+    /// A new display name.
+    pub display_name: Option<String>,
+    /// A new description.
+    pub description: Option<String>,
+}
+
+/// An attribute definition as stored.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct DefinitionRecord {
+    /// The attribute key.
+    pub key: String,
+    /// The type's name.
+    pub attr_type: String,
+    /// The type's config.
+    pub config: Value,
+    /// A name for people.
+    pub display_name: Option<String>,
+    /// A description for people.
+    pub description: Option<String>,
+    /// Archived attributes keep their values but take no writes.
+    pub archived: bool,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it was last changed (including archiving).
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One stored attribute value of a person.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValueRecord {
+    /// The attribute key.
+    pub key: String,
+    /// The value as stored.
+    pub value: Value,
+    /// When it was last written.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A person and the values a read asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PersonValues {
+    /// The person.
+    pub person_id: PersonId,
+    /// Their values, sorted by key in byte order.
+    pub values: Vec<ValueRecord>,
+}
+
+/// The outcome of clearing one value of an existing person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cleared {
+    /// The person.
+    pub person_id: PersonId,
+    /// Whether there was a value to clear.
+    pub cleared: bool,
+}
+
+/// Errors of storage operations. Each variant says what it becomes at the
+/// gRPC boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The record already exists (a taken attribute key). Becomes
+    /// `ALREADY_EXISTS`.
+    #[error("a record with this key already exists")]
+    AlreadyExists,
+    /// The database cannot be reached, or no pooled connection became free in
+    /// time. Becomes `UNAVAILABLE`: safe to retry.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// The database URL or options cannot be used. Only [`connect`] returns
+    /// it; the message never contains a password.
+    #[error("invalid database configuration: {0}")]
+    Config(String),
+    /// Anything else: a bug or a broken database. Becomes `INTERNAL`; the
+    /// details are for logs, never for clients.
+    #[error("unexpected storage error: {0}")]
+    Unexpected(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(err: sqlx::Error) -> Self {
+        let outage = match &err {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(db) => {
+                postgres::is_outage(db.as_ref()) || sqlite::is_outage(db.as_ref())
+            }
+            _ => false,
+        };
+        if outage {
+            Error::Unavailable(err)
+        } else {
+            Error::Unexpected(err.into())
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for Error {
+    fn from(err: sqlx::migrate::MigrateError) -> Self {
+        use sqlx::migrate::MigrateError;
+        match err {
+            // A migration that could not run because the database went away
+            // is an outage like any other; the rest are broken deployments.
+            MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _) => e.into(),
+            other => Error::Unexpected(other.into()),
+        }
+    }
+}
+
+/// Turns a unique violation into [`Error::AlreadyExists`]. Catching the
+/// constraint (rather than looking first) is what makes creation race-safe.
+fn unique_violation_is_already_exists(err: sqlx::Error) -> Error {
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => Error::AlreadyExists,
+        _ => err.into(),
+    }
+}
+
+/// The SQLite `synchronous` setting: how hard each commit waits for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum SqliteSynchronous {
+    /// Every commit is on disk before it returns (the default).
+    #[default]
+    Full,
+    /// Faster commits; with WAL the database never corrupts, but the last
+    /// commits before a power loss or OS crash may be lost.
+    Normal,
+}
+
+/// Pool and timeout settings; see [`StoreOptions::default`] for the defaults.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Most database connections to hold. SQLite uses this many readers plus
+    /// one writer.
+    pub max_connections: u32,
+    /// How long a request waits for a pooled connection (including opening a
+    /// new one) before it fails with [`Error::Unavailable`]. [`connect`] gives
+    /// up after this long too; retrying at startup is the caller's business.
+    pub acquire_timeout: Duration,
+    /// How long SQLite waits for a lock held by another process before it
+    /// reports the database busy.
+    pub sqlite_busy_timeout: Duration,
+    /// SQLite's durability/speed trade.
+    pub sqlite_synchronous: SqliteSynchronous,
+}
+
+impl Default for StoreOptions {
+    /// 10 connections, a 3 s acquire timeout, a 5 s SQLite busy timeout and
+    /// `synchronous = FULL`.
+    fn default() -> Self {
+        StoreOptions {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(3),
+            sqlite_busy_timeout: Duration::from_secs(5),
+            sqlite_synchronous: SqliteSynchronous::Full,
+        }
+    }
+}
+
+/// Opens the store that `url` names: `sqlite://path` or `sqlite:path` (the
+/// file is created if missing), `postgres://...` or `postgresql://...`.
+///
+/// At least one connection is opened before this returns, so an unreachable
+/// database is an [`Error::Unavailable`] here. It does not migrate: call
+/// [`Store::migrate`].
+pub async fn connect(url: &str, opts: &StoreOptions) -> Result<Arc<dyn Store>> {
+    let Some((scheme, _)) = url.split_once(':') else {
+        return Err(Error::Config(
+            "the database URL has no scheme: expected sqlite:, postgres: or postgresql:".into(),
+        ));
+    };
+    match scheme {
+        "sqlite" => Ok(Arc::new(sqlite::SqliteStore::connect(url, opts).await?)),
+        "postgres" | "postgresql" => Ok(Arc::new(postgres::PgStore::connect(url, opts).await?)),
+        other => Err(Error::Config(format!(
+            "unsupported database URL scheme {other:?}: expected sqlite:, postgres: or postgresql:"
+        ))),
+    }
+}
+
+/// Everything the service persists. Implementations are cheap to share
+/// (`Arc<dyn Store>`) and safe to call concurrently.
+///
+/// Methods that take a workspace only ever see that workspace's rows: a key,
+/// person or value of another workspace looks exactly like one that was never
+/// stored.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Brings the schema up to date; safe to run again and from several
+    /// processes at once.
+    async fn migrate(&self) -> Result<()>;
+
+    /// A cheap round trip (`SELECT 1`) for health checks.
+    async fn ping(&self) -> Result<()>;
+
+    /// Creates a workspace with default settings.
+    async fn create_workspace(&self, name: &str) -> Result<Workspace>;
+
+    /// All workspaces, oldest first.
+    async fn list_workspaces(&self) -> Result<Vec<Workspace>>;
+
+    /// A workspace's settings; `None` if there is no such workspace.
+    async fn get_settings(&self, ws: WorkspaceId) -> Result<Option<Settings>>;
+
+    /// Replaces a workspace's settings and returns them as stored; `None` if
+    /// there is no such workspace.
+    async fn update_settings(
+        &self,
+        ws: WorkspaceId,
+        settings: Settings,
+    ) -> Result<Option<Settings>>;
+
+    /// Stores an API key's hash.
+    async fn insert_api_key(&self, key: NewApiKey) -> Result<ApiKeyRecord>;
+
+    /// The key with this hash, revoked or not: the caller decides.
+    async fn find_api_key(&self, hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>>;
+
+    /// A workspace's keys, oldest first.
+    async fn list_api_keys(&self, ws: WorkspaceId) -> Result<Vec<ApiKeyRecord>>;
+
+    /// Revokes a key; `true` if the workspace has such a key (revoking twice
+    /// keeps the first time).
+    async fn revoke_api_key(&self, ws: WorkspaceId, id: ApiKeyId) -> Result<bool>;
+
+    /// Creates a definition; [`Error::AlreadyExists`] if the key is taken in
+    /// this workspace.
+    async fn create_definition(
+        &self,
+        ws: WorkspaceId,
+        def: NewDefinition,
+    ) -> Result<DefinitionRecord>;
+
+    /// One definition, archived or not.
+    async fn get_definition(&self, ws: WorkspaceId, key: &str) -> Result<Option<DefinitionRecord>>;
+
+    /// Up to `limit` definitions with keys after `after` (the last key of the
+    /// previous page), ordered by key in byte order.
+    async fn list_definitions(
+        &self,
+        ws: WorkspaceId,
+        include_archived: bool,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<DefinitionRecord>>;
+
+    /// Applies `changes` and bumps `updated_at`; `None` if there is no such
+    /// definition. The type never changes.
+    async fn update_definition(
+        &self,
+        ws: WorkspaceId,
+        key: &str,
+        changes: DefinitionChanges,
+    ) -> Result<Option<DefinitionRecord>>;
+
+    /// Archives or unarchives a definition and bumps `updated_at`; `None` if
+    /// there is no such definition. Values are kept either way.
+    async fn set_archived(
+        &self,
+        ws: WorkspaceId,
+        key: &str,
+        archived: bool,
+    ) -> Result<Option<DefinitionRecord>>;
+
+    /// The person with this `distinct_id` in this mode, if any.
+    async fn find_person(
+        &self,
+        ws: WorkspaceId,
+        mode: Mode,
+        distinct_id: &str,
+    ) -> Result<Option<PersonId>>;
+
+    /// Creates the person if needed and upserts all `values` (keys must have
+    /// definitions), all or nothing: a failure writes no value and creates no
+    /// person. Concurrent first writes of one `distinct_id` agree on one
+    /// person. A key given twice keeps its last value.
+    async fn write_values(
+        &self,
+        ws: WorkspaceId,
+        mode: Mode,
+        distinct_id: &str,
+        values: &[(String, Value)],
+    ) -> Result<PersonId>;
+
+    /// A person's values (only `keys` when given), sorted by key in byte
+    /// order; values of archived definitions only with `include_archived`.
+    /// `None` if the person does not exist.
+    async fn read_values(
+        &self,
+        ws: WorkspaceId,
+        mode: Mode,
+        distinct_id: &str,
+        keys: Option<&[String]>,
+        include_archived: bool,
+    ) -> Result<Option<PersonValues>>;
+
+    /// Removes one value (archived or not); `None` if the person does not
+    /// exist. The person stays even when their last value goes.
+    async fn clear_value(
+        &self,
+        ws: WorkspaceId,
+        mode: Mode,
+        distinct_id: &str,
+        key: &str,
+    ) -> Result<Option<Cleared>>;
+}
+
+/// Runs a database operation to completion in a task of its own and waits
+/// for it. Dropping the returned future (a cancelled request) does not drop
+/// the operation: sqlx 0.9.0 can leave a pooled PostgreSQL connection inside
+/// an open transaction when a future is dropped during `begin()`
+/// (transact-rs/sqlx#4385), and any query dropped mid-flight leaves its
+/// connection to be cleaned up by the next user.
+async fn detached<T, F>(op: F) -> Result<T>
+where
+    F: Future<Output = Result<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::spawn(op.in_current_span())
+        .await
+        .map_err(|join| Error::Unexpected(join.into()))?
+}
+
+/// The current time at the precision both databases keep (microseconds), so
+/// that what a write returns equals what a later read returns.
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// Keeps the last value given for each key, in first-seen order: a single
+/// upsert statement may not touch one row twice.
+fn last_value_per_key(values: &[(String, Value)]) -> Vec<(String, Value)> {
+    let mut position: HashMap<&str, usize> = HashMap::with_capacity(values.len());
+    let mut out: Vec<(String, Value)> = Vec::with_capacity(values.len());
+    for (key, value) in values {
+        match position.get(key.as_str()) {
+            Some(&i) => out[i].1 = value.clone(),
+            None => {
+                position.insert(key, out.len());
+                out.push((key.clone(), value.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// One row of `read_values`: the person, then a value or NULLs.
+type ValueRow = (
+    PersonId,
+    Option<String>,
+    Option<Value>,
+    Option<DateTime<Utc>>,
+);
+
+/// Folds the rows of a person-to-values LEFT JOIN into the person's values;
+/// `None` when there was no row, i.e. no person.
+fn collect_values(rows: Vec<ValueRow>) -> Option<PersonValues> {
+    let person_id = rows.first()?.0;
+    let values = rows
+        .into_iter()
+        .filter_map(|(_, key, value, updated_at)| {
+            Some(ValueRecord {
+                key: key?,
+                value: value?,
+                updated_at: updated_at?,
+            })
+        })
+        .collect();
+    Some(PersonValues { person_id, values })
+}

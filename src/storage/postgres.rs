@@ -1,0 +1,518 @@
+//! The PostgreSQL store, for a fleet of replicas sharing one database.
+//!
+//! Every write is a single statement: PostgreSQL runs it atomically without a
+//! `BEGIN`, in one round trip, and there is no transaction a cancelled
+//! request could leave open. Concurrency relies on READ COMMITTED semantics
+//! of `INSERT .. ON CONFLICT`, explained where it matters.
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use sqlx::error::DatabaseError;
+use sqlx::postgres::{PgConnectOptions, PgDatabaseError, PgPool, PgPoolOptions};
+use tracing::instrument;
+use uuid::Uuid;
+
+use crate::storage::{
+    ApiKeyId, ApiKeyRecord, Cleared, DefinitionChanges, DefinitionRecord, Error, Mode, NewApiKey,
+    NewDefinition, PersonId, PersonValues, Result, Settings, Store, StoreOptions, ValueRow,
+    Workspace, WorkspaceId, collect_values, detached, last_value_per_key, now,
+    unique_violation_is_already_exists,
+};
+
+/// A [`Store`] on PostgreSQL.
+pub(crate) struct PgStore {
+    /// Shared by all operations; cloning it is cheap (an `Arc`), which lets
+    /// each operation own a handle inside its detached task.
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Opens the pool and one connection to prove the database is there.
+    pub(crate) async fn connect(url: &str, opts: &StoreOptions) -> Result<Self> {
+        let connect_options =
+            PgConnectOptions::from_str(url).map_err(|e| Error::Config(e.to_string()))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(opts.max_connections)
+            .acquire_timeout(opts.acquire_timeout)
+            .connect_with(connect_options)
+            .await?;
+        Ok(PgStore { pool })
+    }
+}
+
+/// Whether a PostgreSQL error means the database is (for now) out of reach:
+/// connection exceptions (class 08), an administrator or crash shutdown or a
+/// server still starting (57P01-57P03), or no connection slot left (53300).
+pub(crate) fn is_outage(err: &dyn DatabaseError) -> bool {
+    let Some(pg) = err.try_downcast_ref::<PgDatabaseError>() else {
+        return false;
+    };
+    let code = pg.code();
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
+}
+
+#[async_trait]
+impl Store for PgStore {
+    #[instrument(skip_all)]
+    async fn migrate(&self) -> Result<()> {
+        let pool = self.pool.clone();
+        detached(async move {
+            // The migrator takes an advisory lock, so replicas starting
+            // together apply each migration once.
+            sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    #[instrument(skip_all)]
+    async fn ping(&self) -> Result<()> {
+        let pool = self.pool.clone();
+        detached(async move {
+            sqlx::query("SELECT 1").execute(&pool).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    #[instrument(skip_all)]
+    async fn create_workspace(&self, name: &str) -> Result<Workspace> {
+        let pool = self.pool.clone();
+        let name = name.to_owned();
+        detached(async move {
+            let workspace = sqlx::query_as(
+                "INSERT INTO workspaces (id, name, created_at) VALUES ($1, $2, $3) \
+                 RETURNING id, name, created_at",
+            )
+            .bind(WorkspaceId(Uuid::now_v7()))
+            .bind(name)
+            .bind(now())
+            .fetch_one(&pool)
+            .await?;
+            Ok(workspace)
+        })
+        .await
+    }
+
+    #[instrument(skip_all)]
+    async fn list_workspaces(&self) -> Result<Vec<Workspace>> {
+        let pool = self.pool.clone();
+        detached(async move {
+            let workspaces = sqlx::query_as(
+                "SELECT id, name, created_at FROM workspaces ORDER BY created_at, id",
+            )
+            .fetch_all(&pool)
+            .await?;
+            Ok(workspaces)
+        })
+        .await
+    }
+
+    #[instrument(skip_all)]
+    async fn get_settings(&self, ws: WorkspaceId) -> Result<Option<Settings>> {
+        let pool = self.pool.clone();
+        detached(async move {
+            let settings =
+                sqlx::query_as("SELECT client_attribute_writes FROM workspaces WHERE id = $1")
+                    .bind(ws)
+                    .fetch_optional(&pool)
+                    .await?;
+            Ok(settings)
+        })
+        .await
+    }
+
+    #[instrument(skip_all)]
+    async fn update_settings(
+        &self,
+        ws: WorkspaceId,
+        settings: Settings,
+    ) -> Result<Option<Settings>> {
+        let pool = self.pool.clone();
+        detached(async move {
+            let settings = sqlx::query_as(
+                "UPDATE workspaces SET client_attribute_writes = $2 WHERE id = $1 \
+                 RETURNING client_attribute_writes",
+            )
+            .bind(ws)
+            .bind(settings.client_attribute_writes)
+            .fetch_optional(&pool)
+            .await?;
+            Ok(settings)
+        })
+        .await
+    }
+
+    #[instrument(skip_all)]
+    async fn insert_api_key(&self, key: NewApiKey) -> Result<ApiKeyRecord> {
+        let pool = self.pool.clone();
+        detached(async move {
+            let record = sqlx::query_as(
+                "INSERT INTO api_keys \
+                     (workspace_id, id, kind, mode, hash, display_prefix, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 RETURNING id, workspace_id, kind, mode, display_prefix, created_at, revoked_at",
+            )
+            .bind(key.workspace)
+            .bind(ApiKeyId(Uuid::now_v7()))
+            .bind(key.kind.as_str())
+            .bind(key.mode.as_str())
+            .bind(&key.hash[..])
+            .bind(&key.display_prefix)
+            .bind(now())
+            .fetch_one(&pool)
+            .await?;
+            Ok(record)
+        })
+        .await
+    }
+
+    #[instrument(skip_all)]
+    async fn find_api_key(&self, hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>> {
+        let pool = self.pool.clone();
+        let hash = *hash;
+        detached(async move {
+            let record = sqlx::query_as(
+                "SELECT id, workspace_id, kind, mode, display_prefix, created_at, revoked_at \
+                 FROM api_keys WHERE hash = $1",
+            )
+            .bind(&hash[..])
+            .fetch_optional(&pool)
+            .await?;
+            Ok(record)
+        })
+        .await
+    }
+
+    #[instrument(skip_all)]
+    async fn list_api_keys(&self, ws: WorkspaceId) -> Result<Vec<ApiKeyRecord>> {
+        let pool = self.pool.clone();
+        detached(async move {
+            let records = sqlx::query_as(
+                "SELECT id, workspace_id, kind, mode, display_prefix, created_at, revoked_at \
+                 FROM api_keys WHERE workspace_id = $1 ORDER BY created_at, id",
+            )
+            .bind(ws)
+            .fetch_all(&pool)
+            .await?;
+            Ok(records)
+        })
+        .await
+    }
+
+    #[instrument(skip_all)]
+    async fn revoke_api_key(&self, ws: WorkspaceId, id: ApiKeyId) -> Result<bool> {
+        let pool = self.pool.clone();
+        detached(async move {
+            let done = sqlx::query(
+                "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $3) \
+                 WHERE workspace_id = $1 AND id = $2",
+            )
+            .bind(ws)
+            .bind(id)
+            .bind(now())
+            .execute(&pool)
+            .await?;
+            Ok(done.rows_affected() > 0)
+        })
+        .await
+    }
+
+    #[instrument(skip_all)]
+    async fn create_definition(
+        &self,
+        ws: WorkspaceId,
+        def: NewDefinition,
+    ) -> Result<DefinitionRecord> {
+        let pool = self.pool.clone();
+        detached(async move {
+            let created_at = now();
+            sqlx::query_as(
+                "INSERT INTO attribute_definitions \
+                     (workspace_id, key, attr_type, config, display_name, description, \
+                      created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
+                 RETURNING key, attr_type, config, display_name, description, archived, \
+                           created_at, updated_at",
+            )
+            .bind(ws)
+            .bind(def.key)
+            .bind(def.attr_type)
+            .bind(def.config)
+            .bind(def.display_name)
+            .bind(def.description)
+            .bind(created_at)
+            .fetch_one(&pool)
+            .await
+            .map_err(unique_violation_is_already_exists)
+        })
+        .await
+    }
+
+    #[instrument(skip_all)]
+    async fn get_definition(&self, ws: WorkspaceId, key: &str) -> Result<Option<DefinitionRecord>> {
+        let pool = self.pool.clone();
+        let key = key.to_owned();
+        detached(async move {
+            let record = sqlx::query_as(
+                "SELECT key, attr_type, config, display_name, description, archived, \
+                        created_at, updated_at \
+                 FROM attribute_definitions WHERE workspace_id = $1 AND key = $2",
+            )
+            .bind(ws)
+            .bind(key)
+            .fetch_optional(&pool)
+            .await?;
+            Ok(record)
+        })
+        .await
+    }
+
+    #[instrument(skip_all)]
+    async fn list_definitions(
+        &self,
+        ws: WorkspaceId,
+        include_archived: bool,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<DefinitionRecord>> {
+        let pool = self.pool.clone();
+        // Every key is longer than "", so the first page needs no special
+        // case and the query stays one range scan of the primary key.
+        let after = after.unwrap_or_default().to_owned();
+        detached(async move {
+            let records = sqlx::query_as(
+                "SELECT key, attr_type, config, display_name, description, archived, \
+                        created_at, updated_at \
+                 FROM attribute_definitions \
+                 WHERE workspace_id = $1 AND key > $2 AND ($3 OR NOT archived) \
+                 ORDER BY key LIMIT $4",
+            )
+            .bind(ws)
+            .bind(after)
+            .bind(include_archived)
+            .bind(i64::from(limit))
+            .fetch_all(&pool)
+            .await?;
+            Ok(records)
+        })
+        .await
+    }
+
+    #[instrument(skip_all)]
+    async fn update_definition(
+        &self,
+        ws: WorkspaceId,
+        key: &str,
+        changes: DefinitionChanges,
+    ) -> Result<Option<DefinitionRecord>> {
+        let pool = self.pool.clone();
+        let key = key.to_owned();
+        detached(async move {
+            let record = sqlx::query_as(
+                "UPDATE attribute_definitions SET \
+                     config = COALESCE($3, config), \
+                     display_name = COALESCE($4, display_name), \
+                     description = COALESCE($5, description), \
+                     updated_at = $6 \
+                 WHERE workspace_id = $1 AND key = $2 \
+                 RETURNING key, attr_type, config, display_name, description, archived, \
+                           created_at, updated_at",
+            )
+            .bind(ws)
+            .bind(key)
+            .bind(changes.config)
+            .bind(changes.display_name)
+            .bind(changes.description)
+            .bind(now())
+            .fetch_optional(&pool)
+            .await?;
+            Ok(record)
+        })
+        .await
+    }
+
+    #[instrument(skip_all)]
+    async fn set_archived(
+        &self,
+        ws: WorkspaceId,
+        key: &str,
+        archived: bool,
+    ) -> Result<Option<DefinitionRecord>> {
+        let pool = self.pool.clone();
+        let key = key.to_owned();
+        detached(async move {
+            let record = sqlx::query_as(
+                "UPDATE attribute_definitions SET archived = $3, updated_at = $4 \
+                 WHERE workspace_id = $1 AND key = $2 \
+                 RETURNING key, attr_type, config, display_name, description, archived, \
+                           created_at, updated_at",
+            )
+            .bind(ws)
+            .bind(key)
+            .bind(archived)
+            .bind(now())
+            .fetch_optional(&pool)
+            .await?;
+            Ok(record)
+        })
+        .await
+    }
+
+    #[instrument(skip_all)]
+    async fn find_person(
+        &self,
+        ws: WorkspaceId,
+        mode: Mode,
+        distinct_id: &str,
+    ) -> Result<Option<PersonId>> {
+        let pool = self.pool.clone();
+        let distinct_id = distinct_id.to_owned();
+        detached(async move {
+            let person = sqlx::query_scalar(
+                "SELECT person_id FROM persons \
+                 WHERE workspace_id = $1 AND mode = $2 AND distinct_id = $3",
+            )
+            .bind(ws)
+            .bind(mode.as_str())
+            .bind(distinct_id)
+            .fetch_optional(&pool)
+            .await?;
+            Ok(person)
+        })
+        .await
+    }
+
+    #[instrument(skip_all, fields(values = values.len()))]
+    async fn write_values(
+        &self,
+        ws: WorkspaceId,
+        mode: Mode,
+        distinct_id: &str,
+        values: &[(String, Value)],
+    ) -> Result<PersonId> {
+        let pool = self.pool.clone();
+        let distinct_id = distinct_id.to_owned();
+        let (keys, values): (Vec<String>, Vec<Value>) =
+            last_value_per_key(values).into_iter().unzip();
+        detached(async move {
+            // One statement, so all or nothing without a BEGIN.
+            //
+            // The person upsert uses DO UPDATE, not DO NOTHING: under READ
+            // COMMITTED, DO NOTHING returns no row when another transaction
+            // inserted the person concurrently, and a follow-up SELECT in
+            // the same statement cannot see that row (same snapshot). DO
+            // UPDATE waits for the other insert, locks its row and returns
+            // its person_id, so concurrent first writes agree on one person.
+            // Setting distinct_id to itself changes no indexed value, so the
+            // update is a cheap HOT update. The row lock it takes also
+            // serialises concurrent writes to one person, so the last
+            // committed write of an attribute wins cleanly.
+            let person = sqlx::query_scalar(
+                "WITH person AS ( \
+                     INSERT INTO persons (workspace_id, mode, distinct_id, person_id, created_at) \
+                     VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (workspace_id, mode, distinct_id) \
+                     DO UPDATE SET distinct_id = EXCLUDED.distinct_id \
+                     RETURNING person_id \
+                 ), written AS ( \
+                     INSERT INTO attribute_values \
+                         (workspace_id, person_id, attribute_key, value, updated_at) \
+                     SELECT $1, person.person_id, v.key, v.value, $5 \
+                     FROM person CROSS JOIN unnest($6::text[], $7::jsonb[]) AS v (key, value) \
+                     ON CONFLICT (workspace_id, person_id, attribute_key) \
+                     DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at \
+                 ) \
+                 SELECT person_id FROM person",
+            )
+            .bind(ws)
+            .bind(mode.as_str())
+            .bind(distinct_id)
+            .bind(PersonId(Uuid::now_v7()))
+            .bind(now())
+            .bind(keys)
+            .bind(values)
+            .fetch_one(&pool)
+            .await?;
+            Ok(person)
+        })
+        .await
+    }
+
+    #[instrument(skip_all)]
+    async fn read_values(
+        &self,
+        ws: WorkspaceId,
+        mode: Mode,
+        distinct_id: &str,
+        keys: Option<&[String]>,
+        include_archived: bool,
+    ) -> Result<Option<PersonValues>> {
+        let pool = self.pool.clone();
+        let distinct_id = distinct_id.to_owned();
+        let keys = keys.map(<[String]>::to_vec);
+        detached(async move {
+            // The LEFT JOIN yields one row of NULLs for a person without
+            // (visible) values, and no row at all for an unknown person, so
+            // one query answers both "who" and "what".
+            let rows: Vec<ValueRow> = sqlx::query_as(
+                "SELECT p.person_id, v.attribute_key, v.value, v.updated_at \
+                 FROM persons p \
+                 LEFT JOIN (attribute_values v \
+                            JOIN attribute_definitions d \
+                              ON d.workspace_id = v.workspace_id AND d.key = v.attribute_key) \
+                   ON v.workspace_id = p.workspace_id AND v.person_id = p.person_id \
+                  AND ($4::text[] IS NULL OR v.attribute_key = ANY ($4)) \
+                  AND ($5 OR NOT d.archived) \
+                 WHERE p.workspace_id = $1 AND p.mode = $2 AND p.distinct_id = $3 \
+                 ORDER BY v.attribute_key",
+            )
+            .bind(ws)
+            .bind(mode.as_str())
+            .bind(distinct_id)
+            .bind(keys)
+            .bind(include_archived)
+            .fetch_all(&pool)
+            .await?;
+            Ok(collect_values(rows))
+        })
+        .await
+    }
+
+    #[instrument(skip_all)]
+    async fn clear_value(
+        &self,
+        ws: WorkspaceId,
+        mode: Mode,
+        distinct_id: &str,
+        key: &str,
+    ) -> Result<Option<Cleared>> {
+        let pool = self.pool.clone();
+        let distinct_id = distinct_id.to_owned();
+        let key = key.to_owned();
+        detached(async move {
+            let row: Option<(PersonId, bool)> = sqlx::query_as(
+                "WITH person AS ( \
+                     SELECT person_id FROM persons \
+                     WHERE workspace_id = $1 AND mode = $2 AND distinct_id = $3 \
+                 ), cleared AS ( \
+                     DELETE FROM attribute_values v USING person \
+                     WHERE v.workspace_id = $1 AND v.person_id = person.person_id \
+                       AND v.attribute_key = $4 \
+                     RETURNING 1 \
+                 ) \
+                 SELECT person_id, EXISTS (SELECT 1 FROM cleared) FROM person",
+            )
+            .bind(ws)
+            .bind(mode.as_str())
+            .bind(distinct_id)
+            .bind(key)
+            .fetch_optional(&pool)
+            .await?;
+            Ok(row.map(|(person_id, cleared)| Cleared { person_id, cleared }))
+        })
+        .await
+    }
+}

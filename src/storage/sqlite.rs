@@ -1,0 +1,578 @@
+//! The SQLite store, for a single node.
+//!
+//! SQLite allows one writer at a time. Rather than let connections race for
+//! the write lock (and hand "database is locked" to callers), all writes go
+//! through a pool of exactly one connection, where they queue in order, and
+//! every write transaction starts with `BEGIN IMMEDIATE` so that it holds the
+//! lock from its first statement (a deferred transaction that upgrades to a
+//! writer can fail at once, without waiting, when another process wrote in
+//! between). Reads use a pool of their own; in WAL mode they never block the
+//! writer nor wait for it.
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use sqlx::error::DatabaseError;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteError, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous as Synchronous,
+};
+use tracing::instrument;
+use uuid::Uuid;
+
+use crate::storage::{
+    ApiKeyId, ApiKeyRecord, Cleared, DefinitionChanges, DefinitionRecord, Error, Mode, NewApiKey,
+    NewDefinition, PersonId, PersonValues, Result, Settings, SqliteSynchronous, Store,
+    StoreOptions, ValueRow, Workspace, WorkspaceId, collect_values, detached, last_value_per_key,
+    now, unique_violation_is_already_exists,
+};
+
+/// A [`Store`] on SQLite.
+pub(crate) struct SqliteStore {
+    /// Serves reads only, so that a queue of writes never delays them.
+    reader: SqlitePool,
+    /// One connection: the single writer SQLite allows, with writes queueing
+    /// for it in the pool instead of failing on the file lock.
+    writer: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and both pools.
+    pub(crate) async fn connect(url: &str, opts: &StoreOptions) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| Error::Config(e.to_string()))?
+            .create_if_missing(true)
+            // sqlx leaves the journal mode alone; WAL is what lets readers
+            // run alongside the writer.
+            .journal_mode(SqliteJournalMode::Wal)
+            .foreign_keys(true)
+            .busy_timeout(opts.sqlite_busy_timeout)
+            .synchronous(match opts.sqlite_synchronous {
+                SqliteSynchronous::Full => Synchronous::Full,
+                SqliteSynchronous::Normal => Synchronous::Normal,
+            });
+        // The writer first: it creates the file and switches it to WAL,
+        // which the readers then find.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(opts.acquire_timeout)
+            .connect_with(options.clone())
+            .await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(opts.max_connections)
+            .acquire_timeout(opts.acquire_timeout)
+            .connect_with(options)
+            .await?;
+        Ok(SqliteStore { reader, writer })
+    }
+}
+
+/// SQLite's primary result codes that mean the file is out of reach or the
+/// lock could not be had within the busy timeout.
+mod codes {
+    /// Another process held the lock past the busy timeout.
+    pub(super) const BUSY: i32 = 5;
+    /// The disk or file system failed.
+    pub(super) const IOERR: i32 = 10;
+    /// The disk is full.
+    pub(super) const FULL: i32 = 13;
+    /// The file cannot be opened (missing directory, permissions).
+    pub(super) const CANTOPEN: i32 = 14;
+}
+
+/// Whether an SQLite error means the database is (for now) out of reach.
+pub(crate) fn is_outage(err: &dyn DatabaseError) -> bool {
+    let Some(sqlite) = err.try_downcast_ref::<SqliteError>() else {
+        return false;
+    };
+    let Some(extended) = sqlite.code().and_then(|c| c.parse::<i32>().ok()) else {
+        return false;
+    };
+    // sqlx reports the extended code; its low byte is the primary code.
+    matches!(
+        extended & 0xff,
+        codes::BUSY | codes::IOERR | codes::FULL | codes::CANTOPEN
+    )
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    #[instrument(skip_all)]
+    async fn migrate(&self) -> Result<()> {
+        let writer = self.writer.clone();
+        detached(async move {
+            sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    #[instrument(skip_all)]
+    async fn ping(&self) -> Result<()> {
+        let reader = self.reader.clone();
+        detached(async move {
+            sqlx::query("SELECT 1").execute(&reader).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    #[instrument(skip_all)]
+    async fn create_workspace(&self, name: &str) -> Result<Workspace> {
+        let writer = self.writer.clone();
+        let name = name.to_owned();
+        detached(async move {
+            let workspace = sqlx::query_as(
+                "INSERT INTO workspaces (id, name, created_at) VALUES (?1, ?2, ?3) \
+                 RETURNING id, name, created_at",
+            )
+            .bind(WorkspaceId(Uuid::now_v7()))
+            .bind(name)
+            .bind(now())
+            .fetch_one(&writer)
+            .await?;
+            Ok(workspace)
+        })
+        .await
+    }
+
+    #[instrument(skip_all)]
+    async fn list_workspaces(&self) -> Result<Vec<Workspace>> {
+        let reader = self.reader.clone();
+        detached(async move {
+            let workspaces = sqlx::query_as(
+                "SELECT id, name, created_at FROM workspaces ORDER BY created_at, id",
+            )
+            .fetch_all(&reader)
+            .await?;
+            Ok(workspaces)
+        })
+        .await
+    }
+
+    #[instrument(skip_all)]
+    async fn get_settings(&self, ws: WorkspaceId) -> Result<Option<Settings>> {
+        let reader = self.reader.clone();
+        detached(async move {
+            let settings =
+                sqlx::query_as("SELECT client_attribute_writes FROM workspaces WHERE id = ?1")
+                    .bind(ws)
+                    .fetch_optional(&reader)
+                    .await?;
+            Ok(settings)
+        })
+        .await
+    }
+
+    #[instrument(skip_all)]
+    async fn update_settings(
+        &self,
+        ws: WorkspaceId,
+        settings: Settings,
+    ) -> Result<Option<Settings>> {
+        let writer = self.writer.clone();
+        detached(async move {
+            let settings = sqlx::query_as(
+                "UPDATE workspaces SET client_attribute_writes = ?2 WHERE id = ?1 \
+                 RETURNING client_attribute_writes",
+            )
+            .bind(ws)
+            .bind(settings.client_attribute_writes)
+            .fetch_optional(&writer)
+            .await?;
+            Ok(settings)
+        })
+        .await
+    }
+
+    #[instrument(skip_all)]
+    async fn insert_api_key(&self, key: NewApiKey) -> Result<ApiKeyRecord> {
+        let writer = self.writer.clone();
+        detached(async move {
+            let record = sqlx::query_as(
+                "INSERT INTO api_keys \
+                     (workspace_id, id, kind, mode, hash, display_prefix, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                 RETURNING id, workspace_id, kind, mode, display_prefix, created_at, revoked_at",
+            )
+            .bind(key.workspace)
+            .bind(ApiKeyId(Uuid::now_v7()))
+            .bind(key.kind.as_str())
+            .bind(key.mode.as_str())
+            .bind(&key.hash[..])
+            .bind(&key.display_prefix)
+            .bind(now())
+            .fetch_one(&writer)
+            .await?;
+            Ok(record)
+        })
+        .await
+    }
+
+    #[instrument(skip_all)]
+    async fn find_api_key(&self, hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>> {
+        let reader = self.reader.clone();
+        let hash = *hash;
+        detached(async move {
+            let record = sqlx::query_as(
+                "SELECT id, workspace_id, kind, mode, display_prefix, created_at, revoked_at \
+                 FROM api_keys WHERE hash = ?1",
+            )
+            .bind(&hash[..])
+            .fetch_optional(&reader)
+            .await?;
+            Ok(record)
+        })
+        .await
+    }
+
+    #[instrument(skip_all)]
+    async fn list_api_keys(&self, ws: WorkspaceId) -> Result<Vec<ApiKeyRecord>> {
+        let reader = self.reader.clone();
+        detached(async move {
+            let records = sqlx::query_as(
+                "SELECT id, workspace_id, kind, mode, display_prefix, created_at, revoked_at \
+                 FROM api_keys WHERE workspace_id = ?1 ORDER BY created_at, id",
+            )
+            .bind(ws)
+            .fetch_all(&reader)
+            .await?;
+            Ok(records)
+        })
+        .await
+    }
+
+    #[instrument(skip_all)]
+    async fn revoke_api_key(&self, ws: WorkspaceId, id: ApiKeyId) -> Result<bool> {
+        let writer = self.writer.clone();
+        detached(async move {
+            let done = sqlx::query(
+                "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?3) \
+                 WHERE workspace_id = ?1 AND id = ?2",
+            )
+            .bind(ws)
+            .bind(id)
+            .bind(now())
+            .execute(&writer)
+            .await?;
+            Ok(done.rows_affected() > 0)
+        })
+        .await
+    }
+
+    #[instrument(skip_all)]
+    async fn create_definition(
+        &self,
+        ws: WorkspaceId,
+        def: NewDefinition,
+    ) -> Result<DefinitionRecord> {
+        let writer = self.writer.clone();
+        detached(async move {
+            sqlx::query_as(
+                "INSERT INTO attribute_definitions \
+                     (workspace_id, key, attr_type, config, display_name, description, \
+                      created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) \
+                 RETURNING key, attr_type, config, display_name, description, archived, \
+                           created_at, updated_at",
+            )
+            .bind(ws)
+            .bind(def.key)
+            .bind(def.attr_type)
+            .bind(def.config)
+            .bind(def.display_name)
+            .bind(def.description)
+            .bind(now())
+            .fetch_one(&writer)
+            .await
+            .map_err(unique_violation_is_already_exists)
+        })
+        .await
+    }
+
+    #[instrument(skip_all)]
+    async fn get_definition(&self, ws: WorkspaceId, key: &str) -> Result<Option<DefinitionRecord>> {
+        let reader = self.reader.clone();
+        let key = key.to_owned();
+        detached(async move {
+            let record = sqlx::query_as(
+                "SELECT key, attr_type, config, display_name, description, archived, \
+                        created_at, updated_at \
+                 FROM attribute_definitions WHERE workspace_id = ?1 AND key = ?2",
+            )
+            .bind(ws)
+            .bind(key)
+            .fetch_optional(&reader)
+            .await?;
+            Ok(record)
+        })
+        .await
+    }
+
+    #[instrument(skip_all)]
+    async fn list_definitions(
+        &self,
+        ws: WorkspaceId,
+        include_archived: bool,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<DefinitionRecord>> {
+        let reader = self.reader.clone();
+        // Every key is longer than "", so the first page needs no special
+        // case and the query stays one range scan of the primary key.
+        let after = after.unwrap_or_default().to_owned();
+        detached(async move {
+            let records = sqlx::query_as(
+                "SELECT key, attr_type, config, display_name, description, archived, \
+                        created_at, updated_at \
+                 FROM attribute_definitions \
+                 WHERE workspace_id = ?1 AND key > ?2 AND (?3 OR NOT archived) \
+                 ORDER BY key LIMIT ?4",
+            )
+            .bind(ws)
+            .bind(after)
+            .bind(include_archived)
+            .bind(i64::from(limit))
+            .fetch_all(&reader)
+            .await?;
+            Ok(records)
+        })
+        .await
+    }
+
+    #[instrument(skip_all)]
+    async fn update_definition(
+        &self,
+        ws: WorkspaceId,
+        key: &str,
+        changes: DefinitionChanges,
+    ) -> Result<Option<DefinitionRecord>> {
+        let writer = self.writer.clone();
+        let key = key.to_owned();
+        detached(async move {
+            let record = sqlx::query_as(
+                "UPDATE attribute_definitions SET \
+                     config = COALESCE(?3, config), \
+                     display_name = COALESCE(?4, display_name), \
+                     description = COALESCE(?5, description), \
+                     updated_at = ?6 \
+                 WHERE workspace_id = ?1 AND key = ?2 \
+                 RETURNING key, attr_type, config, display_name, description, archived, \
+                           created_at, updated_at",
+            )
+            .bind(ws)
+            .bind(key)
+            .bind(changes.config)
+            .bind(changes.display_name)
+            .bind(changes.description)
+            .bind(now())
+            .fetch_optional(&writer)
+            .await?;
+            Ok(record)
+        })
+        .await
+    }
+
+    #[instrument(skip_all)]
+    async fn set_archived(
+        &self,
+        ws: WorkspaceId,
+        key: &str,
+        archived: bool,
+    ) -> Result<Option<DefinitionRecord>> {
+        let writer = self.writer.clone();
+        let key = key.to_owned();
+        detached(async move {
+            let record = sqlx::query_as(
+                "UPDATE attribute_definitions SET archived = ?3, updated_at = ?4 \
+                 WHERE workspace_id = ?1 AND key = ?2 \
+                 RETURNING key, attr_type, config, display_name, description, archived, \
+                           created_at, updated_at",
+            )
+            .bind(ws)
+            .bind(key)
+            .bind(archived)
+            .bind(now())
+            .fetch_optional(&writer)
+            .await?;
+            Ok(record)
+        })
+        .await
+    }
+
+    #[instrument(skip_all)]
+    async fn find_person(
+        &self,
+        ws: WorkspaceId,
+        mode: Mode,
+        distinct_id: &str,
+    ) -> Result<Option<PersonId>> {
+        let reader = self.reader.clone();
+        let distinct_id = distinct_id.to_owned();
+        detached(find_person(reader, ws, mode, distinct_id)).await
+    }
+
+    #[instrument(skip_all, fields(values = values.len()))]
+    async fn write_values(
+        &self,
+        ws: WorkspaceId,
+        mode: Mode,
+        distinct_id: &str,
+        values: &[(String, Value)],
+    ) -> Result<PersonId> {
+        let writer = self.writer.clone();
+        let distinct_id = distinct_id.to_owned();
+        let values = last_value_per_key(values);
+        detached(async move {
+            // Dropping the transaction on an error rolls it back: nothing is
+            // written and no person is created.
+            let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+            // The write lock is held from BEGIN IMMEDIATE on, so looking the
+            // person up and then inserting cannot race another writer.
+            let existing = sqlx::query_scalar(
+                "SELECT person_id FROM persons \
+                 WHERE workspace_id = ?1 AND mode = ?2 AND distinct_id = ?3",
+            )
+            .bind(ws)
+            .bind(mode.as_str())
+            .bind(&distinct_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let updated_at = now();
+            let person = match existing {
+                Some(person) => person,
+                None => {
+                    let person = PersonId(Uuid::now_v7());
+                    sqlx::query(
+                        "INSERT INTO persons \
+                             (workspace_id, mode, distinct_id, person_id, created_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )
+                    .bind(ws)
+                    .bind(mode.as_str())
+                    .bind(&distinct_id)
+                    .bind(person)
+                    .bind(updated_at)
+                    .execute(&mut *tx)
+                    .await?;
+                    person
+                }
+            };
+            for (key, value) in values {
+                sqlx::query(
+                    "INSERT INTO attribute_values \
+                         (workspace_id, person_id, attribute_key, value, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5) \
+                     ON CONFLICT (workspace_id, person_id, attribute_key) \
+                     DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                )
+                .bind(ws)
+                .bind(person)
+                .bind(key)
+                .bind(value)
+                .bind(updated_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(person)
+        })
+        .await
+    }
+
+    #[instrument(skip_all)]
+    async fn read_values(
+        &self,
+        ws: WorkspaceId,
+        mode: Mode,
+        distinct_id: &str,
+        keys: Option<&[String]>,
+        include_archived: bool,
+    ) -> Result<Option<PersonValues>> {
+        let reader = self.reader.clone();
+        let distinct_id = distinct_id.to_owned();
+        // SQLite has no array parameters; a JSON array read by json_each is
+        // still a single bound parameter.
+        let keys = keys.map(Value::from);
+        detached(async move {
+            // The LEFT JOIN yields one row of NULLs for a person without
+            // (visible) values, and no row at all for an unknown person, so
+            // one query answers both "who" and "what".
+            let rows: Vec<ValueRow> = sqlx::query_as(
+                "SELECT p.person_id, v.attribute_key, v.value, v.updated_at \
+                 FROM persons p \
+                 LEFT JOIN (attribute_values v \
+                            JOIN attribute_definitions d \
+                              ON d.workspace_id = v.workspace_id AND d.key = v.attribute_key) \
+                   ON v.workspace_id = p.workspace_id AND v.person_id = p.person_id \
+                  AND (?4 IS NULL OR v.attribute_key IN (SELECT value FROM json_each(?4))) \
+                  AND (?5 OR NOT d.archived) \
+                 WHERE p.workspace_id = ?1 AND p.mode = ?2 AND p.distinct_id = ?3 \
+                 ORDER BY v.attribute_key",
+            )
+            .bind(ws)
+            .bind(mode.as_str())
+            .bind(distinct_id)
+            .bind(keys)
+            .bind(include_archived)
+            .fetch_all(&reader)
+            .await?;
+            Ok(collect_values(rows))
+        })
+        .await
+    }
+
+    #[instrument(skip_all)]
+    async fn clear_value(
+        &self,
+        ws: WorkspaceId,
+        mode: Mode,
+        distinct_id: &str,
+        key: &str,
+    ) -> Result<Option<Cleared>> {
+        let reader = self.reader.clone();
+        let writer = self.writer.clone();
+        let distinct_id = distinct_id.to_owned();
+        let key = key.to_owned();
+        detached(async move {
+            // Persons are never deleted, so the person found here is still
+            // there when the delete runs.
+            let Some(person_id) = find_person(reader, ws, mode, distinct_id).await? else {
+                return Ok(None);
+            };
+            let done = sqlx::query(
+                "DELETE FROM attribute_values \
+                 WHERE workspace_id = ?1 AND person_id = ?2 AND attribute_key = ?3",
+            )
+            .bind(ws)
+            .bind(person_id)
+            .bind(key)
+            .execute(&writer)
+            .await?;
+            Ok(Some(Cleared {
+                person_id,
+                cleared: done.rows_affected() > 0,
+            }))
+        })
+        .await
+    }
+}
+
+/// Looks a person up on the read pool.
+async fn find_person(
+    reader: SqlitePool,
+    ws: WorkspaceId,
+    mode: Mode,
+    distinct_id: String,
+) -> Result<Option<PersonId>> {
+    let person = sqlx::query_scalar(
+        "SELECT person_id FROM persons WHERE workspace_id = ?1 AND mode = ?2 AND distinct_id = ?3",
+    )
+    .bind(ws)
+    .bind(mode.as_str())
+    .bind(distinct_id)
+    .fetch_optional(&reader)
+    .await?;
+    Ok(person)
+}

@@ -1,0 +1,1014 @@
+//! The storage contract, run once against SQLite and once against PostgreSQL.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::TestDb;
+use serde_json::{Value, json};
+use tokio::sync::Barrier;
+use tokio::task::JoinSet;
+use vevee_attributes::storage::{
+    self, DefinitionChanges, Error, KeyKind, Mode, NewApiKey, NewDefinition, PersonId, Settings,
+    Store, StoreOptions, WorkspaceId,
+};
+
+backend_tests! {
+    fifty_concurrent_first_writes_create_exactly_one_person,
+    a_failed_multi_value_write_writes_nothing,
+    live_and_test_persons_of_one_distinct_id_are_different,
+    a_workspace_never_sees_another_workspaces_rows,
+    definition_pages_visit_each_key_once_in_byte_order,
+    clear_reports_whether_a_value_existed,
+    archived_definitions_keep_their_values,
+    creating_a_taken_key_gives_already_exists,
+    concurrent_writes_of_different_attributes_all_persist,
+    concurrent_writes_of_one_attribute_leave_one_whole_write,
+    api_keys_are_found_by_hash_and_revoked,
+    cancelled_requests_leave_the_pool_usable,
+    an_unreachable_database_is_unavailable,
+    definition_updates_change_only_what_is_given,
+    reads_filter_sort_and_return_values_as_written,
+    settings_default_to_off_and_can_be_turned_on_and_off,
+    migrate_runs_again_harmlessly_and_ping_answers,
+}
+
+/// A workspace with a `text` definition for each of `keys`.
+async fn workspace_with(store: &Arc<dyn Store>, keys: &[&str]) -> WorkspaceId {
+    let ws = store.create_workspace("test").await.unwrap().id;
+    for key in keys {
+        store
+            .create_definition(ws, text_definition(key))
+            .await
+            .unwrap();
+    }
+    ws
+}
+
+fn text_definition(key: &str) -> NewDefinition {
+    NewDefinition {
+        key: (*key).to_owned(),
+        attr_type: "text".to_owned(),
+        config: json!({"max_length": 255}),
+        display_name: None,
+        description: None,
+    }
+}
+
+fn values(pairs: &[(&str, Value)]) -> Vec<(String, Value)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect()
+}
+
+/// The keys and values of a person's read, for comparing.
+async fn read_pairs(
+    store: &Arc<dyn Store>,
+    ws: WorkspaceId,
+    mode: Mode,
+    distinct_id: &str,
+    include_archived: bool,
+) -> Vec<(String, Value)> {
+    store
+        .read_values(ws, mode, distinct_id, None, include_archived)
+        .await
+        .unwrap()
+        .expect("the person exists")
+        .values
+        .into_iter()
+        .map(|v| (v.key, v.value))
+        .collect()
+}
+
+/// A random number below `n`, without a dependency for it.
+fn random_below(n: u128) -> u128 {
+    uuid::Uuid::new_v4().as_u128() % n
+}
+
+async fn fifty_concurrent_first_writes_create_exactly_one_person(db: &TestDb) {
+    let store = db.store().await;
+    let ws = workspace_with(&store, &["plan"]).await;
+    let start = Arc::new(Barrier::new(50));
+    let mut writes = JoinSet::new();
+    for i in 0..50 {
+        let (store, start) = (store.clone(), start.clone());
+        writes.spawn(async move {
+            start.wait().await;
+            store
+                .write_values(ws, Mode::Live, "newcomer", &values(&[("plan", json!(i))]))
+                .await
+        });
+    }
+    let ids: HashSet<PersonId> = writes
+        .join_all()
+        .await
+        .into_iter()
+        .map(|written| written.expect("no write fails"))
+        .collect();
+    assert_eq!(ids.len(), 1, "all 50 writes got the same person: {ids:?}");
+    let found = store.find_person(ws, Mode::Live, "newcomer").await.unwrap();
+    assert_eq!(found, ids.into_iter().next());
+}
+
+async fn a_failed_multi_value_write_writes_nothing(db: &TestDb) {
+    let store = db.store().await;
+    let ws = workspace_with(&store, &["email", "name"]).await;
+
+    // The undeclared key violates the foreign key to definitions after the
+    // declared one was written: the whole write must roll back, person too.
+    let failed = store
+        .write_values(
+            ws,
+            Mode::Live,
+            "new",
+            &values(&[("email", json!("a@example.com")), ("undeclared", json!(1))]),
+        )
+        .await;
+    assert!(matches!(failed, Err(Error::Unexpected(_))), "{failed:?}");
+    assert_eq!(
+        store.find_person(ws, Mode::Live, "new").await.unwrap(),
+        None
+    );
+
+    store
+        .write_values(
+            ws,
+            Mode::Live,
+            "old",
+            &values(&[("email", json!("old@example.com"))]),
+        )
+        .await
+        .unwrap();
+    let failed = store
+        .write_values(
+            ws,
+            Mode::Live,
+            "old",
+            &values(&[
+                ("email", json!("new@example.com")),
+                ("name", json!("Ada")),
+                ("undeclared", json!(1)),
+            ]),
+        )
+        .await;
+    assert!(failed.is_err());
+    assert_eq!(
+        read_pairs(&store, ws, Mode::Live, "old", true).await,
+        values(&[("email", json!("old@example.com"))])
+    );
+}
+
+async fn live_and_test_persons_of_one_distinct_id_are_different(db: &TestDb) {
+    let store = db.store().await;
+    let ws = workspace_with(&store, &["plan"]).await;
+    let live = store
+        .write_values(ws, Mode::Live, "same", &values(&[("plan", json!("live"))]))
+        .await
+        .unwrap();
+    let test = store
+        .write_values(ws, Mode::Test, "same", &values(&[("plan", json!("test"))]))
+        .await
+        .unwrap();
+    assert_ne!(live, test);
+    assert_eq!(
+        read_pairs(&store, ws, Mode::Live, "same", false).await,
+        values(&[("plan", json!("live"))])
+    );
+    assert_eq!(
+        read_pairs(&store, ws, Mode::Test, "same", false).await,
+        values(&[("plan", json!("test"))])
+    );
+
+    store
+        .write_values(
+            ws,
+            Mode::Test,
+            "only-test",
+            &values(&[("plan", json!("x"))]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .find_person(ws, Mode::Live, "only-test")
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        store
+            .read_values(ws, Mode::Live, "only-test", None, true)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn a_workspace_never_sees_another_workspaces_rows(db: &TestDb) {
+    let store = db.store().await;
+    let a = workspace_with(&store, &["plan", "only_a"]).await;
+    let b = workspace_with(&store, &["plan"]).await;
+
+    let person_a = store
+        .write_values(
+            a,
+            Mode::Live,
+            "p",
+            &values(&[("plan", json!("a")), ("only_a", json!(1))]),
+        )
+        .await
+        .unwrap();
+    store
+        .update_settings(
+            a,
+            Settings {
+                client_attribute_writes: true,
+            },
+        )
+        .await
+        .unwrap();
+    let key_a = store
+        .insert_api_key(NewApiKey {
+            workspace: a,
+            kind: KeyKind::Secret,
+            mode: Mode::Live,
+            hash: [7; 32],
+            display_prefix: "sk_live_aaaa".to_owned(),
+        })
+        .await
+        .unwrap();
+
+    // Persons and values.
+    assert_eq!(store.find_person(b, Mode::Live, "p").await.unwrap(), None);
+    assert!(
+        store
+            .read_values(b, Mode::Live, "p", None, true)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .clear_value(b, Mode::Live, "p", "plan")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let person_b = store
+        .write_values(b, Mode::Live, "p", &values(&[("plan", json!("b"))]))
+        .await
+        .unwrap();
+    assert_ne!(person_a, person_b);
+    assert_eq!(
+        read_pairs(&store, b, Mode::Live, "p", true).await,
+        values(&[("plan", json!("b"))])
+    );
+    assert_eq!(
+        read_pairs(&store, a, Mode::Live, "p", true).await,
+        values(&[("only_a", json!(1)), ("plan", json!("a"))])
+    );
+    // B cannot write to A's attribute, even for a person of its own.
+    assert!(
+        store
+            .write_values(b, Mode::Live, "p", &values(&[("only_a", json!(2))]))
+            .await
+            .is_err()
+    );
+
+    // Definitions.
+    assert_eq!(store.get_definition(b, "only_a").await.unwrap(), None);
+    let listed: Vec<String> = store
+        .list_definitions(b, true, None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.key)
+        .collect();
+    assert_eq!(listed, ["plan"]);
+    let change = DefinitionChanges {
+        description: Some("taken over".to_owned()),
+        ..DefinitionChanges::default()
+    };
+    assert_eq!(
+        store.update_definition(b, "only_a", change).await.unwrap(),
+        None
+    );
+    assert_eq!(store.set_archived(b, "only_a", true).await.unwrap(), None);
+    let only_a = store.get_definition(a, "only_a").await.unwrap().unwrap();
+    assert!(!only_a.archived && only_a.description.is_none());
+
+    // Settings and keys.
+    assert_eq!(
+        store.get_settings(b).await.unwrap(),
+        Some(Settings {
+            client_attribute_writes: false
+        })
+    );
+    assert!(store.list_api_keys(b).await.unwrap().is_empty());
+    assert!(!store.revoke_api_key(b, key_a.id).await.unwrap());
+    assert_eq!(
+        store
+            .find_api_key(&[7; 32])
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        None
+    );
+}
+
+async fn definition_pages_visit_each_key_once_in_byte_order(db: &TestDb) {
+    let store = db.store().await;
+    // Digits < upper case < underscore < lower case < non-ASCII in byte
+    // order; a locale collation would interleave case and skip underscores.
+    let keys = [
+        "a",
+        "a_b",
+        "a0",
+        "a9",
+        "aa",
+        "ab",
+        "a_",
+        "b",
+        "B",
+        "Zeta",
+        "zeta",
+        "z_1",
+        "z1",
+        "z10",
+        "z2",
+        "x_y_z",
+        "xy",
+        "x0",
+        "_x",
+        "0x",
+        "\u{e9}clair",
+        "eclair",
+        "e_clair",
+        "E",
+        "e",
+    ];
+    assert_eq!(keys.len(), 25);
+    let refs: Vec<&str> = keys.to_vec();
+    let ws = workspace_with(&store, &refs).await;
+    let archived = ["a_", "Zeta", "z10"];
+    for key in archived {
+        store.set_archived(ws, key, true).await.unwrap().unwrap();
+    }
+
+    for include_archived in [true, false] {
+        let mut expected: Vec<String> = keys
+            .iter()
+            .filter(|k| include_archived || !archived.contains(k))
+            .map(|k| (*k).to_owned())
+            .collect();
+        // String's order is byte order.
+        expected.sort();
+
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = store
+                .list_definitions(ws, include_archived, after.as_deref(), 7)
+                .await
+                .unwrap();
+            assert!(page.len() <= 7);
+            let Some(last) = page.last() else { break };
+            after = Some(last.key.clone());
+            let full = page.len() == 7;
+            seen.extend(page.into_iter().map(|d| d.key));
+            if !full {
+                break;
+            }
+        }
+        assert_eq!(seen, expected, "include_archived = {include_archived}");
+    }
+}
+
+async fn clear_reports_whether_a_value_existed(db: &TestDb) {
+    let store = db.store().await;
+    let ws = workspace_with(&store, &["plan", "seats"]).await;
+    assert_eq!(
+        store
+            .clear_value(ws, Mode::Live, "nobody", "plan")
+            .await
+            .unwrap(),
+        None
+    );
+
+    let person = store
+        .write_values(
+            ws,
+            Mode::Live,
+            "p",
+            &values(&[("plan", json!("pro")), ("seats", json!(3))]),
+        )
+        .await
+        .unwrap();
+    let first = store
+        .clear_value(ws, Mode::Live, "p", "plan")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((first.person_id, first.cleared), (person, true));
+    let again = store
+        .clear_value(ws, Mode::Live, "p", "plan")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((again.person_id, again.cleared), (person, false));
+    assert!(
+        store
+            .clear_value(ws, Mode::Live, "p", "seats")
+            .await
+            .unwrap()
+            .unwrap()
+            .cleared
+    );
+
+    // A person whose values were all cleared still exists.
+    let read = store
+        .read_values(ws, Mode::Live, "p", None, true)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.person_id, person);
+    assert!(read.values.is_empty());
+}
+
+async fn archived_definitions_keep_their_values(db: &TestDb) {
+    let store = db.store().await;
+    let ws = workspace_with(&store, &["plan", "seats"]).await;
+    let both = values(&[("plan", json!("pro")), ("seats", json!(3))]);
+    store
+        .write_values(ws, Mode::Live, "p", &both)
+        .await
+        .unwrap();
+
+    let before = store.get_definition(ws, "plan").await.unwrap().unwrap();
+    let archived = store.set_archived(ws, "plan", true).await.unwrap().unwrap();
+    assert!(archived.archived);
+    assert!(archived.updated_at >= before.updated_at);
+    assert_eq!(archived.created_at, before.created_at);
+
+    assert_eq!(
+        read_pairs(&store, ws, Mode::Live, "p", false).await,
+        values(&[("seats", json!(3))])
+    );
+    assert_eq!(read_pairs(&store, ws, Mode::Live, "p", true).await, both);
+    let filtered = store
+        .read_values(ws, Mode::Live, "p", Some(&["plan".to_owned()]), false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(filtered.values.is_empty());
+
+    let unarchived = store
+        .set_archived(ws, "plan", false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!unarchived.archived);
+    assert_eq!(read_pairs(&store, ws, Mode::Live, "p", false).await, both);
+
+    // Clearing still works on an archived attribute, so data can always go.
+    store.set_archived(ws, "plan", true).await.unwrap().unwrap();
+    assert!(
+        store
+            .clear_value(ws, Mode::Live, "p", "plan")
+            .await
+            .unwrap()
+            .unwrap()
+            .cleared
+    );
+    assert_eq!(
+        read_pairs(&store, ws, Mode::Live, "p", true).await,
+        values(&[("seats", json!(3))])
+    );
+}
+
+async fn creating_a_taken_key_gives_already_exists(db: &TestDb) {
+    let store = db.store().await;
+    let ws = workspace_with(&store, &["plan"]).await;
+    let again = NewDefinition {
+        attr_type: "number".to_owned(),
+        ..text_definition("plan")
+    };
+    let taken = store.create_definition(ws, again.clone()).await;
+    assert!(matches!(taken, Err(Error::AlreadyExists)), "{taken:?}");
+    assert_eq!(
+        store
+            .get_definition(ws, "plan")
+            .await
+            .unwrap()
+            .unwrap()
+            .attr_type,
+        "text"
+    );
+    // The same key in another workspace is a different definition.
+    let other = store.create_workspace("other").await.unwrap().id;
+    store.create_definition(other, again).await.unwrap();
+
+    // Racing creators: one wins, the rest are told it exists.
+    let start = Arc::new(Barrier::new(10));
+    let mut creates = JoinSet::new();
+    for _ in 0..10 {
+        let (store, start) = (store.clone(), start.clone());
+        creates.spawn(async move {
+            start.wait().await;
+            store.create_definition(ws, text_definition("raced")).await
+        });
+    }
+    let results = creates.join_all().await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+    assert!(
+        results
+            .iter()
+            .all(|r| r.is_ok() || matches!(r, Err(Error::AlreadyExists))),
+        "{results:?}"
+    );
+}
+
+async fn concurrent_writes_of_different_attributes_all_persist(db: &TestDb) {
+    let store = db.store().await;
+    let keys: Vec<String> = (0..20).map(|i| format!("attr_{i:02}")).collect();
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let ws = workspace_with(&store, &refs).await;
+
+    let start = Arc::new(Barrier::new(keys.len()));
+    let mut writes = JoinSet::new();
+    for (i, key) in keys.iter().enumerate() {
+        let (store, start, key) = (store.clone(), start.clone(), key.clone());
+        writes.spawn(async move {
+            start.wait().await;
+            store
+                .write_values(ws, Mode::Live, "busy", &[(key, json!(i))])
+                .await
+        });
+    }
+    for written in writes.join_all().await {
+        written.expect("no write fails");
+    }
+    let expected: Vec<(String, Value)> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.clone(), json!(i)))
+        .collect();
+    assert_eq!(
+        read_pairs(&store, ws, Mode::Live, "busy", false).await,
+        expected
+    );
+}
+
+async fn concurrent_writes_of_one_attribute_leave_one_whole_write(db: &TestDb) {
+    let store = db.store().await;
+    let ws = workspace_with(&store, &["plan", "seats"]).await;
+    let start = Arc::new(Barrier::new(20));
+    let mut writes = JoinSet::new();
+    for i in 0..20 {
+        let (store, start) = (store.clone(), start.clone());
+        writes.spawn(async move {
+            start.wait().await;
+            let both = values(&[("plan", json!(format!("plan-{i}"))), ("seats", json!(i))]);
+            store.write_values(ws, Mode::Live, "contested", &both).await
+        });
+    }
+    for written in writes.join_all().await {
+        written.expect("no write fails");
+    }
+    // Whichever write committed last, both of its values are there together.
+    let read = read_pairs(&store, ws, Mode::Live, "contested", false).await;
+    let [(plan_key, plan), (seats_key, seats)] = read.as_slice() else {
+        panic!("two values expected: {read:?}");
+    };
+    assert_eq!((plan_key.as_str(), seats_key.as_str()), ("plan", "seats"));
+    let i = seats.as_u64().expect("seats is a number");
+    assert!(i < 20);
+    assert_eq!(plan, &json!(format!("plan-{i}")));
+}
+
+async fn api_keys_are_found_by_hash_and_revoked(db: &TestDb) {
+    let store = db.store().await;
+    let ws = workspace_with(&store, &[]).await;
+    let secret = store
+        .insert_api_key(NewApiKey {
+            workspace: ws,
+            kind: KeyKind::Secret,
+            mode: Mode::Live,
+            hash: [1; 32],
+            display_prefix: "sk_live_abcd".to_owned(),
+        })
+        .await
+        .unwrap();
+    let public = store
+        .insert_api_key(NewApiKey {
+            workspace: ws,
+            kind: KeyKind::Public,
+            mode: Mode::Test,
+            hash: [2; 32],
+            display_prefix: "pk_test_efgh".to_owned(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            secret.workspace,
+            secret.kind,
+            secret.mode,
+            secret.revoked_at
+        ),
+        (ws, KeyKind::Secret, Mode::Live, None)
+    );
+    assert_eq!(secret.display_prefix, "sk_live_abcd");
+    assert_eq!(
+        store.find_api_key(&[1; 32]).await.unwrap(),
+        Some(secret.clone())
+    );
+    assert_eq!(
+        store.find_api_key(&[2; 32]).await.unwrap(),
+        Some(public.clone())
+    );
+    assert_eq!(store.find_api_key(&[3; 32]).await.unwrap(), None);
+    assert_eq!(
+        store.list_api_keys(ws).await.unwrap(),
+        vec![secret.clone(), public.clone()]
+    );
+
+    assert!(store.revoke_api_key(ws, secret.id).await.unwrap());
+    let revoked = store.find_api_key(&[1; 32]).await.unwrap().unwrap();
+    let revoked_at = revoked.revoked_at.expect("revoked");
+    // Revoking again succeeds and keeps the first time.
+    assert!(store.revoke_api_key(ws, secret.id).await.unwrap());
+    assert_eq!(
+        store
+            .find_api_key(&[1; 32])
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        Some(revoked_at)
+    );
+    assert_eq!(
+        store
+            .find_api_key(&[2; 32])
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        None
+    );
+    let unknown = storage::ApiKeyId(uuid::Uuid::new_v4());
+    assert!(!store.revoke_api_key(ws, unknown).await.unwrap());
+
+    // Hashes are unique across all workspaces.
+    let duplicate = store
+        .insert_api_key(NewApiKey {
+            workspace: ws,
+            kind: KeyKind::Public,
+            mode: Mode::Live,
+            hash: [2; 32],
+            display_prefix: "pk_live_ijkl".to_owned(),
+        })
+        .await;
+    assert!(duplicate.is_err());
+}
+
+async fn cancelled_requests_leave_the_pool_usable(db: &TestDb) {
+    // One connection, so a connection left in a bad state would be handed to
+    // every later request. The long acquire timeout lets the queue of
+    // requests that carry on after their caller gave up drain without timing
+    // out.
+    let opts = StoreOptions {
+        max_connections: 1,
+        acquire_timeout: Duration::from_secs(30),
+        ..StoreOptions::default()
+    };
+    let store = db.store_with(&opts).await;
+    let ws = workspace_with(&store, &["a", "b", "c"]).await;
+    let people: Vec<String> = (0..5).map(|p| format!("p{p}")).collect();
+
+    // Concurrent requests of every kind, each given up after a random time:
+    // while waiting for the connection, or anywhere in its round trips.
+    let mut cancelled = 0;
+    for round in 0..10 {
+        let mut requests = JoinSet::new();
+        for i in 0..30 {
+            let store = store.clone();
+            let n = round * 30 + i;
+            let person = people[n % people.len()].clone();
+            let patience = Duration::from_micros(random_below(3000) as u64);
+            requests.spawn(async move {
+                let request = async {
+                    match random_below(4) {
+                        0 | 1 => {
+                            // a and b are always written together, so any
+                            // read must find them equal.
+                            let both = values(&[("a", json!(n)), ("b", json!(n))]);
+                            store
+                                .write_values(ws, Mode::Live, &person, &both)
+                                .await
+                                .map(drop)
+                        }
+                        2 => store
+                            .read_values(ws, Mode::Live, &person, None, false)
+                            .await
+                            .map(drop),
+                        _ => store
+                            .clear_value(ws, Mode::Live, &person, "c")
+                            .await
+                            .map(drop),
+                    }
+                };
+                tokio::time::timeout(patience, request).await.is_err()
+            });
+        }
+        cancelled += requests.join_all().await.into_iter().filter(|c| *c).count();
+    }
+    // One request at a time, given up within about one local round trip, so
+    // that cancellations land inside the database conversation itself (where
+    // a cancelled BEGIN leaks a transaction) rather than in the pool queue.
+    for n in 0..300 {
+        let both = values(&[("a", json!(n)), ("b", json!(n))]);
+        let person = &people[n % people.len()];
+        let patience = Duration::from_micros(random_below(400) as u64);
+        let request = store.write_values(ws, Mode::Live, person, &both);
+        if tokio::time::timeout(patience, request).await.is_err() {
+            cancelled += 1;
+            // Check before the next write: its commit would end a leaked
+            // transaction unnoticed. Requests queue for the one connection
+            // in order, so once the ping gets through, the cancelled request
+            // has finished (or been dropped).
+            store.ping().await.unwrap();
+            assert_eq!(
+                db.idle_in_transaction().await,
+                0,
+                "request {n} left a transaction open"
+            );
+        }
+    }
+    assert!(cancelled > 0, "the test cancelled nothing");
+
+    for person in &people {
+        if let Some(read) = store
+            .read_values(ws, Mode::Live, person, None, false)
+            .await
+            .unwrap()
+        {
+            let a = read.values.iter().find(|v| v.key == "a").map(|v| &v.value);
+            let b = read.values.iter().find(|v| v.key == "b").map(|v| &v.value);
+            assert_eq!(a, b, "{person}: a write was torn");
+        }
+    }
+
+    for person in &people {
+        let both = values(&[("a", json!("final")), ("b", json!("final"))]);
+        store
+            .write_values(ws, Mode::Live, person, &both)
+            .await
+            .unwrap();
+        assert_eq!(
+            read_pairs(&store, ws, Mode::Live, person, false).await,
+            both
+        );
+    }
+    assert_eq!(
+        db.idle_in_transaction().await,
+        0,
+        "a transaction was left open"
+    );
+}
+
+async fn an_unreachable_database_is_unavailable(db: &TestDb) {
+    let opts = StoreOptions {
+        acquire_timeout: Duration::from_millis(500),
+        ..StoreOptions::default()
+    };
+    match storage::connect(&db.unreachable_url(), &opts).await {
+        Ok(_) => panic!("connected to an unreachable database"),
+        Err(e) => assert!(matches!(e, Error::Unavailable(_)), "{e:?}"),
+    }
+}
+
+async fn definition_updates_change_only_what_is_given(db: &TestDb) {
+    let store = db.store().await;
+    let ws = workspace_with(&store, &[]).await;
+    let created = store
+        .create_definition(
+            ws,
+            NewDefinition {
+                key: "topics".to_owned(),
+                attr_type: "multi_choice".to_owned(),
+                config: json!({"options": ["history", "math"], "allow_custom": false}),
+                display_name: Some("Topics".to_owned()),
+                description: Some("What they study".to_owned()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.created_at, created.updated_at);
+    assert!(!created.archived);
+    // What a write returns is exactly what a read returns, timestamps too.
+    assert_eq!(
+        store.get_definition(ws, "topics").await.unwrap(),
+        Some(created.clone())
+    );
+
+    let new_config = json!({"options": ["history", "math", "art"], "allow_custom": true});
+    let updated = store
+        .update_definition(
+            ws,
+            "topics",
+            DefinitionChanges {
+                config: Some(new_config.clone()),
+                ..DefinitionChanges::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(updated.config, new_config);
+    assert_eq!(updated.display_name.as_deref(), Some("Topics"));
+    assert_eq!(updated.description.as_deref(), Some("What they study"));
+    assert_eq!(updated.attr_type, "multi_choice");
+    assert_eq!(updated.created_at, created.created_at);
+    assert!(updated.updated_at >= created.updated_at);
+
+    let renamed = store
+        .update_definition(
+            ws,
+            "topics",
+            DefinitionChanges {
+                display_name: Some("Subjects".to_owned()),
+                description: Some(String::new()),
+                ..DefinitionChanges::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(renamed.display_name.as_deref(), Some("Subjects"));
+    assert_eq!(renamed.description.as_deref(), Some(""));
+    assert_eq!(renamed.config, new_config);
+    assert_eq!(
+        store.get_definition(ws, "topics").await.unwrap(),
+        Some(renamed)
+    );
+
+    let missing = store
+        .update_definition(ws, "nothing", DefinitionChanges::default())
+        .await
+        .unwrap();
+    assert_eq!(missing, None);
+    assert_eq!(store.set_archived(ws, "nothing", true).await.unwrap(), None);
+    assert_eq!(store.get_definition(ws, "nothing").await.unwrap(), None);
+}
+
+async fn reads_filter_sort_and_return_values_as_written(db: &TestDb) {
+    let store = db.store().await;
+    let ws = workspace_with(&store, &["c", "a", "b", "d", "e", "f"]).await;
+    let written = values(&[
+        ("f", json!(["history", "math"])),
+        ("c", json!("ünïcödé \u{1F600} \"quoted\"")),
+        ("a", json!(2.5)),
+        ("e", json!(true)),
+        ("b", json!(42)),
+        ("d", json!("")),
+    ]);
+    let person = store
+        .write_values(ws, Mode::Live, "reader", &written)
+        .await
+        .unwrap();
+
+    let mut sorted = written.clone();
+    sorted.sort_by(|x, y| x.0.cmp(&y.0));
+    let read = store
+        .read_values(ws, Mode::Live, "reader", None, false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.person_id, person);
+    let pairs: Vec<(String, Value)> = read
+        .values
+        .iter()
+        .map(|v| (v.key.clone(), v.value.clone()))
+        .collect();
+    assert_eq!(pairs, sorted);
+    assert!(
+        read.values
+            .windows(2)
+            .all(|w| w[0].updated_at == w[1].updated_at)
+    );
+
+    // A filter keeps the requested keys that have values, in key order.
+    let filter = [
+        "f".to_owned(),
+        "a".to_owned(),
+        "declared_nowhere".to_owned(),
+    ];
+    let filtered = store
+        .read_values(ws, Mode::Live, "reader", Some(&filter), false)
+        .await
+        .unwrap()
+        .unwrap();
+    let keys: Vec<&str> = filtered.values.iter().map(|v| v.key.as_str()).collect();
+    assert_eq!(keys, ["a", "f"]);
+    let empty = store
+        .read_values(ws, Mode::Live, "reader", Some(&[]), false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(empty.values.is_empty());
+
+    // A later write replaces one value and its time; a key given twice in
+    // one write keeps the last.
+    let later = store
+        .write_values(
+            ws,
+            Mode::Live,
+            "reader",
+            &values(&[("a", json!(1)), ("a", json!(3))]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(later, person);
+    let reread = store
+        .read_values(
+            ws,
+            Mode::Live,
+            "reader",
+            Some(&["a".to_owned(), "b".to_owned()]),
+            false,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reread.values[0].value, json!(3));
+    assert!(reread.values[0].updated_at >= reread.values[1].updated_at);
+    assert_eq!(reread.values[1].value, json!(42));
+}
+
+async fn settings_default_to_off_and_can_be_turned_on_and_off(db: &TestDb) {
+    let store = db.store().await;
+    let ws = store.create_workspace("Acme").await.unwrap();
+    assert_eq!(ws.name, "Acme");
+    assert!(store.list_workspaces().await.unwrap().contains(&ws));
+    assert_eq!(
+        store.get_settings(ws.id).await.unwrap(),
+        Some(Settings::default())
+    );
+    let on = Settings {
+        client_attribute_writes: true,
+    };
+    assert_eq!(store.update_settings(ws.id, on).await.unwrap(), Some(on));
+    assert_eq!(store.get_settings(ws.id).await.unwrap(), Some(on));
+    let off = Settings {
+        client_attribute_writes: false,
+    };
+    assert_eq!(store.update_settings(ws.id, off).await.unwrap(), Some(off));
+    assert_eq!(store.get_settings(ws.id).await.unwrap(), Some(off));
+
+    let nowhere = WorkspaceId(uuid::Uuid::new_v4());
+    assert_eq!(store.get_settings(nowhere).await.unwrap(), None);
+    assert_eq!(store.update_settings(nowhere, on).await.unwrap(), None);
+}
+
+async fn migrate_runs_again_harmlessly_and_ping_answers(db: &TestDb) {
+    let store = db.store().await;
+    store.migrate().await.unwrap();
+    store.ping().await.unwrap();
+    // A second store on the same database (a second replica) migrates too.
+    let second = db.store().await;
+    second.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unknown_scheme_is_a_configuration_error() {
+    for url in ["mysql://localhost/db", "no-scheme-at-all"] {
+        match storage::connect(url, &StoreOptions::default()).await {
+            Ok(_) => panic!("{url} connected"),
+            Err(e) => assert!(matches!(e, Error::Config(_)), "{url}: {e:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn sqlite_urls_with_and_without_slashes_create_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    for (url, file) in [
+        (
+            format!("sqlite://{}/one.db", dir.path().display()),
+            "one.db",
+        ),
+        (format!("sqlite:{}/two.db", dir.path().display()), "two.db"),
+    ] {
+        let store = storage::connect(&url, &StoreOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        store.migrate().await.unwrap();
+        store.ping().await.unwrap();
+        assert!(dir.path().join(file).is_file());
+    }
+}
