@@ -8,7 +8,10 @@ use tonic_health::pb::{
 };
 use tonic_reflection::pb::{v1, v1alpha};
 
-use crate::helpers::{connect, spawn_app, spawn_process};
+use crate::{
+    common::TestDb,
+    helpers::{connect, spawn_app, spawn_process},
+};
 
 const VEVEE_SERVICES: [&str; 3] = [
     "vevee.attributes.v1.AttributesService",
@@ -18,7 +21,8 @@ const VEVEE_SERVICES: [&str; 3] = [
 
 #[tokio::test]
 async fn health_check_answers_serving_overall_and_per_service() {
-    let app = spawn_app(&[]).await;
+    let db = TestDb::sqlite();
+    let app = spawn_app(&db.url, &[]).await;
     let mut health = HealthClient::new(app.channel.clone());
     for service in std::iter::once("").chain(VEVEE_SERVICES) {
         let response = health
@@ -42,7 +46,8 @@ async fn reflection_v1_lists_every_service_and_describes_a_message() {
         ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
         server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
     };
-    let app = spawn_app(&[]).await;
+    let db = TestDb::sqlite();
+    let app = spawn_app(&db.url, &[]).await;
     let mut client = ServerReflectionClient::new(app.channel.clone());
     let requests = vec![
         ServerReflectionRequest {
@@ -100,7 +105,8 @@ async fn reflection_v1alpha_lists_every_service() {
         ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
         server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
     };
-    let app = spawn_app(&[]).await;
+    let db = TestDb::sqlite();
+    let app = spawn_app(&db.url, &[]).await;
     let mut client = ServerReflectionClient::new(app.channel.clone());
     let request = ServerReflectionRequest {
         host: String::new(),

@@ -1,18 +1,28 @@
-//! Spawning servers for tests, in-process or as the real binary.
+//! Spawning servers for tests (in-process or as the real binary), workspaces
+//! with keys, and assertions on error statuses.
 
 use std::{
     net::SocketAddr,
     process::{Child, Command, Stdio},
+    sync::Arc,
     time::Duration,
 };
 
 use clap::Parser;
 use tempfile::TempDir;
 use tokio::{sync::oneshot, task::JoinHandle};
-use tonic::transport::Channel;
+use tonic::{Code, Request, Status, transport::Channel};
+use tonic_types::StatusExt;
 use vevee_attributes::{
+    auth,
     config::ServeArgs,
+    proto::v1::{
+        self as pb, attribute_definitions_service_client::AttributeDefinitionsServiceClient,
+        attributes_service_client::AttributesServiceClient,
+        workspace_settings_service_client::WorkspaceSettingsServiceClient,
+    },
     server::{Application, StartupError},
+    storage::{self, KeyKind, Mode, Store, StoreOptions, WorkspaceId},
 };
 
 #[derive(Parser)]
@@ -21,21 +31,14 @@ struct TestArgs {
     serve: ServeArgs,
 }
 
-/// Serve flags for a test: a free port and a fresh SQLite file, plus `extra`.
-pub(crate) fn serve_args(dir: &TempDir, extra: &[&str]) -> ServeArgs {
-    let url = format!("sqlite://{}", dir.path().join("test.db").display());
-    let mut argv = vec!["test", "--grpc-addr", "127.0.0.1:0", "--database-url", &url];
-    argv.extend_from_slice(extra);
-    TestArgs::parse_from(argv).serve
-}
-
 /// A server running inside the test process.
 pub(crate) struct TestApp {
     /// A connected channel.
     pub(crate) channel: Channel,
+    /// The server's database, for setting up and checking rows.
+    pub(crate) store: Arc<dyn Store>,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<Result<(), StartupError>>>,
-    _dir: TempDir,
 }
 
 impl TestApp {
@@ -50,12 +53,65 @@ impl TestApp {
             .expect("no panic");
         result.expect("server stopped cleanly");
     }
+
+    /// An AttributesService client.
+    pub(crate) fn attributes(&self) -> AttributesServiceClient<Channel> {
+        AttributesServiceClient::new(self.channel.clone())
+    }
+
+    /// An AttributeDefinitionsService client.
+    pub(crate) fn definitions(&self) -> AttributeDefinitionsServiceClient<Channel> {
+        AttributeDefinitionsServiceClient::new(self.channel.clone())
+    }
+
+    /// A WorkspaceSettingsService client.
+    pub(crate) fn settings(&self) -> WorkspaceSettingsServiceClient<Channel> {
+        WorkspaceSettingsServiceClient::new(self.channel.clone())
+    }
+
+    /// A new workspace with its four keys.
+    pub(crate) async fn workspace(&self) -> Keys {
+        let (workspace, keys) = auth::create_workspace(self.store.as_ref(), "test")
+            .await
+            .expect("workspace created");
+        let find = |kind, mode| {
+            keys.iter()
+                .find(|(k, _)| k.kind() == kind && k.mode() == mode)
+                .map(|(k, _)| k.expose().to_owned())
+                .expect("every key kind and mode")
+        };
+        Keys {
+            workspace: workspace.id,
+            sk_live: find(KeyKind::Secret, Mode::Live),
+            pk_live: find(KeyKind::Public, Mode::Live),
+            sk_test: find(KeyKind::Secret, Mode::Test),
+            pk_test: find(KeyKind::Public, Mode::Test),
+        }
+    }
 }
 
-/// Starts a server on a free port with a fresh SQLite database.
-pub(crate) async fn spawn_app(extra: &[&str]) -> TestApp {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let app = Application::build(serve_args(&dir, extra))
+/// A workspace and its keys.
+pub(crate) struct Keys {
+    pub(crate) workspace: WorkspaceId,
+    pub(crate) sk_live: String,
+    pub(crate) pk_live: String,
+    pub(crate) sk_test: String,
+    pub(crate) pk_test: String,
+}
+
+/// Starts a server on a free port over the database at `url` (no bootstrap
+/// workspace), with `extra` flags.
+pub(crate) async fn spawn_app(url: &str, extra: &[&str]) -> TestApp {
+    let mut argv = vec![
+        "test",
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--database-url",
+        url,
+        "--no-bootstrap",
+    ];
+    argv.extend_from_slice(extra);
+    let app = Application::build(TestArgs::parse_from(argv).serve)
         .await
         .expect("server starts");
     let addr = app.local_addr();
@@ -63,17 +119,181 @@ pub(crate) async fn spawn_app(extra: &[&str]) -> TestApp {
     let handle = tokio::spawn(app.run_until_stopped(async {
         let _ = stopped.await;
     }));
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .expect("valid uri")
-        .connect()
+    let store = storage::connect(url, &StoreOptions::default())
         .await
-        .expect("connects");
+        .expect("the test's own connection");
     TestApp {
-        channel,
+        channel: connect(addr).await,
+        store,
         stop: Some(stop),
         handle: Some(handle),
-        _dir: dir,
     }
+}
+
+/// `message` with `authorization: Bearer <key>`.
+pub(crate) fn authed<T>(key: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {key}").parse().expect("ASCII key"),
+    );
+    request
+}
+
+/// Asserts the contract's shape of an error: the code, and an ErrorInfo with
+/// the reason and the service's domain. Returns the status for more checks.
+pub(crate) fn assert_refused<T: std::fmt::Debug>(
+    result: Result<T, Status>,
+    code: Code,
+    reason: &str,
+) -> Status {
+    let status = result.expect_err("the call must fail");
+    assert_eq!(status.code(), code, "{status:?}");
+    let info = status
+        .get_details_error_info()
+        .unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"));
+    assert_eq!(info.reason, reason, "{status:?}");
+    assert_eq!(info.domain, "attributes.vevee.dev");
+    assert!(!status.message().is_empty());
+    status
+}
+
+/// The ErrorInfo metadata `attribute` of a status.
+pub(crate) fn error_attribute(status: &Status) -> Option<String> {
+    status
+        .get_details_error_info()
+        .and_then(|i| i.metadata.get("attribute").cloned())
+}
+
+/// A string `google.protobuf.Value`.
+pub(crate) fn s(text: &str) -> prost_types::Value {
+    prost_types::Value {
+        kind: Some(prost_types::value::Kind::StringValue(text.into())),
+    }
+}
+
+/// A number `google.protobuf.Value`.
+pub(crate) fn n(number: f64) -> prost_types::Value {
+    prost_types::Value {
+        kind: Some(prost_types::value::Kind::NumberValue(number)),
+    }
+}
+
+/// A list `google.protobuf.Value` of strings.
+pub(crate) fn list(items: &[&str]) -> prost_types::Value {
+    prost_types::Value {
+        kind: Some(prost_types::value::Kind::ListValue(
+            prost_types::ListValue {
+                values: items.iter().map(|i| s(i)).collect(),
+            },
+        )),
+    }
+}
+
+/// A single_choice config.
+pub(crate) fn single_choice(options: &[&str]) -> pb::AttributeConfig {
+    pb::AttributeConfig {
+        config: Some(pb::attribute_config::Config::SingleChoice(
+            pb::SingleChoiceConfig {
+                options: options.iter().map(|o| (*o).to_owned()).collect(),
+                allow_custom: false,
+            },
+        )),
+    }
+}
+
+/// A multi_choice config.
+pub(crate) fn multi_choice(options: &[&str]) -> pb::AttributeConfig {
+    pb::AttributeConfig {
+        config: Some(pb::attribute_config::Config::MultiChoice(
+            pb::MultiChoiceConfig {
+                options: options.iter().map(|o| (*o).to_owned()).collect(),
+                allow_custom: false,
+                max_items: None,
+            },
+        )),
+    }
+}
+
+/// Declares `key` of type `t` with `config` (None: the type's defaults).
+pub(crate) async fn define(
+    app: &TestApp,
+    key: &str,
+    secret: &str,
+    t: pb::AttributeType,
+    config: Option<pb::AttributeConfig>,
+) -> pb::AttributeDefinition {
+    app.definitions()
+        .create_attribute_definition(authed(
+            secret,
+            pb::CreateAttributeDefinitionRequest {
+                key: key.into(),
+                r#type: t.into(),
+                config,
+                display_name: String::new(),
+                description: String::new(),
+            },
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("define {key}: {e:?}"))
+        .into_inner()
+}
+
+/// SetAttribute of one value.
+pub(crate) async fn set(
+    app: &TestApp,
+    key: &str,
+    distinct_id: &str,
+    attribute: &str,
+    value: prost_types::Value,
+) -> Result<pb::SetAttributeResponse, Status> {
+    app.attributes()
+        .set_attribute(authed(
+            key,
+            pb::SetAttributeRequest {
+                distinct_id: distinct_id.into(),
+                attribute: attribute.into(),
+                value: Some(value),
+            },
+        ))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// GetAttributes of every value.
+pub(crate) async fn get(
+    app: &TestApp,
+    key: &str,
+    distinct_id: &str,
+) -> Result<pb::GetAttributesResponse, Status> {
+    app.attributes()
+        .get_attributes(authed(
+            key,
+            pb::GetAttributesRequest {
+                distinct_id: distinct_id.into(),
+                attributes: vec![],
+                include_archived: false,
+            },
+        ))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// Retries `attempt` every 50 ms until it returns true or `bound` passes;
+/// returns whether it did.
+pub(crate) async fn eventually<F, Fut>(bound: Duration, mut attempt: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + bound;
+    while tokio::time::Instant::now() < deadline {
+        if attempt().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
 }
 
 /// The real binary, started with `args`, with JSON logs on stderr.

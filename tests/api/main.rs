@@ -1,4 +1,14 @@
-//! Integration tests: the real server on a random port, a real tonic client.
+//! Integration tests: the real server on a random port, a real tonic client,
+//! on SQLite and (through `backend_tests!`) on PostgreSQL too.
 
+#[path = "../common/mod.rs"]
+#[allow(dead_code)]
+mod common;
+
+mod definitions;
+mod errors;
 mod foundation;
 mod helpers;
+mod outage;
+mod scope;
+mod values;
