@@ -203,3 +203,24 @@ fn a_port_in_use_exits_non_zero_with_one_line_naming_the_flag() {
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("--grpc-addr"), "{stderr}");
 }
+
+#[tokio::test]
+async fn an_oversized_request_gets_resource_exhausted_and_the_server_keeps_serving() {
+    use vevee_attributes::proto::v1::AttributeType;
+
+    use crate::helpers::{define, s, set};
+
+    let db = TestDb::sqlite();
+    let app = spawn_app(&db.url, &["--max-request-bytes", "2048"]).await;
+    let keys = app.workspace().await;
+    define(&app, "bio", &keys.sk_live, AttributeType::Text, None).await;
+    let status = set(&app, &keys.sk_live, "u", "bio", s(&"x".repeat(4096)))
+        .await
+        .expect_err("over the limit");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("--max-request-bytes"), "{status:?}");
+    set(&app, &keys.sk_live, "u", "bio", s("short"))
+        .await
+        .expect("the next request is served");
+    app.stop().await;
+}
