@@ -108,6 +108,15 @@ pub struct ServeArgs {
     #[arg(long, env = "HEALTH_PROBE_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
     pub health_probe_interval: Duration,
 
+    /// Most writes committed together (group commit); 1 turns coalescing off.
+    #[arg(long, env = "MAX_WRITE_BATCH", default_value_t = 256)]
+    pub max_write_batch: usize,
+
+    /// PostgreSQL only: most batches being committed at once. SQLite always
+    /// commits one at a time (it has one writer).
+    #[arg(long, env = "WRITE_COMMITS_IN_FLIGHT", default_value_t = 4)]
+    pub write_commits_in_flight: usize,
+
     /// Don't create a first workspace (and print its keys) when the database has none.
     #[arg(long, env = "NO_BOOTSTRAP")]
     pub no_bootstrap: bool,

@@ -119,7 +119,19 @@ impl Application {
                     addr: args.grpc_addr,
                     source,
                 })?;
-        let store = open_store(&args.database).await?;
+        let mut store = open_store(&args.database).await?;
+        if args.max_write_batch > 1 {
+            let commits = if args.database.database_url.starts_with("sqlite:") {
+                1
+            } else {
+                args.write_commits_in_flight
+            };
+            store = Arc::new(storage::Coalescing::new(
+                store,
+                commits,
+                args.max_write_batch,
+            ));
+        }
         if !args.no_bootstrap {
             bootstrap(store.as_ref())
                 .await

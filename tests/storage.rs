@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 use vevee_attributes::storage::{
-    self, DefinitionChanges, Error, KeyKind, Mode, NewApiKey, NewDefinition, PersonId, Settings,
-    Store, StoreOptions, WorkspaceId,
+    self, Coalescing, DefinitionChanges, Error, KeyKind, Mode, NewApiKey, NewDefinition, PersonId,
+    PersonWrite, Settings, Store, StoreOptions, WorkspaceId,
 };
 
 backend_tests! {
@@ -33,6 +33,9 @@ backend_tests! {
     reads_filter_sort_and_return_values_as_written,
     settings_default_to_off_and_can_be_turned_on_and_off,
     migrate_runs_again_harmlessly_and_ping_answers,
+    one_failing_write_in_a_batch_fails_alone_while_its_neighbours_commit,
+    a_batch_writing_one_person_twice_keeps_the_last_value,
+    coalesced_concurrent_writes_all_persist_with_their_own_results,
 }
 
 /// A workspace with a `text` definition for each of `keys`.
@@ -1010,5 +1013,123 @@ async fn sqlite_urls_with_and_without_slashes_create_the_file() {
         store.migrate().await.unwrap();
         store.ping().await.unwrap();
         assert!(dir.path().join(file).is_file());
+    }
+}
+
+fn write(ws: WorkspaceId, distinct_id: &str, pairs: &[(&str, Value)]) -> PersonWrite {
+    PersonWrite {
+        workspace: ws,
+        mode: Mode::Live,
+        distinct_id: distinct_id.to_owned(),
+        values: values(pairs),
+    }
+}
+
+async fn one_failing_write_in_a_batch_fails_alone_while_its_neighbours_commit(db: &TestDb) {
+    let store = db.store().await;
+    let ws = workspace_with(&store, &["email"]).await;
+    let results = store
+        .write_batch(vec![
+            write(ws, "first", &[("email", json!("1@example.com"))]),
+            // An undeclared key: this write must fail, and only this one.
+            write(
+                ws,
+                "bad",
+                &[("email", json!("x")), ("undeclared", json!(1))],
+            ),
+            write(ws, "third", &[("email", json!("3@example.com"))]),
+        ])
+        .await
+        .expect("the batch as a whole is not an outage");
+    assert_eq!(results.len(), 3);
+    assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+    assert!(
+        matches!(results[1], Err(Error::Unexpected(_))),
+        "{results:?}"
+    );
+    for (who, expected) in [("first", "1@example.com"), ("third", "3@example.com")] {
+        let read = store
+            .read_values(ws, Mode::Live, who, None, false)
+            .await
+            .unwrap()
+            .expect("committed");
+        assert_eq!(read.values[0].value, json!(expected));
+    }
+    assert_eq!(
+        store.find_person(ws, Mode::Live, "bad").await.unwrap(),
+        None
+    );
+}
+
+async fn a_batch_writing_one_person_twice_keeps_the_last_value(db: &TestDb) {
+    let store = db.store().await;
+    let ws = workspace_with(&store, &["email", "name"]).await;
+    let results = store
+        .write_batch(vec![
+            write(ws, "ada", &[("email", json!("old@example.com"))]),
+            write(ws, "other", &[("name", json!("Bob"))]),
+            write(
+                ws,
+                "ada",
+                &[("email", json!("new@example.com")), ("name", json!("Ada"))],
+            ),
+        ])
+        .await
+        .unwrap();
+    let ids: Vec<PersonId> = results.into_iter().map(Result::unwrap).collect();
+    assert_eq!(ids[0], ids[2], "one person");
+    assert_ne!(ids[0], ids[1]);
+    let read = store
+        .read_values(ws, Mode::Live, "ada", None, false)
+        .await
+        .unwrap()
+        .unwrap();
+    let pairs: Vec<_> = read
+        .values
+        .iter()
+        .map(|v| (v.key.as_str(), v.value.clone()))
+        .collect();
+    assert_eq!(
+        pairs,
+        [("email", json!("new@example.com")), ("name", json!("Ada"))]
+    );
+}
+
+async fn coalesced_concurrent_writes_all_persist_with_their_own_results(db: &TestDb) {
+    let raw = db.store().await;
+    let ws = workspace_with(&raw, &["n"]).await;
+    let store: Arc<dyn Store> = Arc::new(Coalescing::new(raw.clone(), 2, 64));
+    let mut tasks = JoinSet::new();
+    for i in 0..200 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            // Every 10th write names an undeclared key and must fail alone.
+            let key = if i % 10 == 3 { "undeclared" } else { "n" };
+            let result = store
+                .write_values(
+                    ws,
+                    Mode::Live,
+                    &format!("p{i}"),
+                    &values(&[(key, json!(i))]),
+                )
+                .await;
+            (i, key, result)
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        let (i, key, result) = joined.unwrap();
+        let stored = raw
+            .read_values(ws, Mode::Live, &format!("p{i}"), None, false)
+            .await
+            .unwrap();
+        if key == "n" {
+            let person = result.expect("a good write succeeds");
+            let stored = stored.expect("its person exists");
+            assert_eq!(stored.person_id, person);
+            assert_eq!(stored.values[0].value, json!(i));
+        } else {
+            assert!(result.is_err(), "write {i} must fail");
+            assert!(stored.is_none(), "a failed write creates no person");
+        }
     }
 }

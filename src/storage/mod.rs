@@ -23,8 +23,11 @@ use serde_json::Value;
 use tracing::Instrument;
 use uuid::Uuid;
 
+mod coalesce;
 mod postgres;
 mod sqlite;
+
+pub use coalesce::Coalescing;
 
 /// The result of every storage operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -234,6 +237,19 @@ pub struct DefinitionRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+/// One person's values to write, as one all-or-nothing unit of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PersonWrite {
+    /// The workspace.
+    pub workspace: WorkspaceId,
+    /// The mode of the key that wrote.
+    pub mode: Mode,
+    /// The person's distinct_id (validated by the caller).
+    pub distinct_id: String,
+    /// The values by attribute key (keys must have definitions).
+    pub values: Vec<(String, Value)>,
+}
+
 /// One stored attribute value of a person.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValueRecord {
@@ -274,7 +290,7 @@ pub enum Error {
     /// The database cannot be reached, or no pooled connection became free in
     /// time. Becomes `UNAVAILABLE`: safe to retry.
     #[error("database unavailable: {0}")]
-    Unavailable(#[source] sqlx::Error),
+    Unavailable(#[source] Arc<sqlx::Error>),
     /// The database URL or options cannot be used. Only [`connect`] returns
     /// it; the message never contains a password.
     #[error("invalid database configuration: {0}")]
@@ -299,7 +315,7 @@ impl From<sqlx::Error> for Error {
             _ => false,
         };
         if outage {
-            Error::Unavailable(err)
+            Error::Unavailable(Arc::new(err))
         } else {
             Error::Unexpected(err.into())
         }
@@ -493,6 +509,13 @@ pub trait Store: Send + Sync + 'static {
         values: &[(String, Value)],
     ) -> Result<PersonId>;
 
+    /// Writes several persons' values in one commit (group commit): each
+    /// write is all or nothing on its own and gets its own result, in order;
+    /// a write that fails does not stop the others. Nothing is acknowledged
+    /// before the commit that holds it is durable. The outer error means the
+    /// whole batch failed (an outage) and nothing of it was written.
+    async fn write_batch(&self, writes: Vec<PersonWrite>) -> Result<Vec<Result<PersonId>>>;
+
     /// A person's values (only `keys` when given), sorted by key in byte
     /// order; values of archived definitions only with `include_archived`.
     /// `None` if the person does not exist.
@@ -536,6 +559,12 @@ where
 /// that what a write returns equals what a later read returns.
 fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
+}
+
+/// Whether an error is the database's unavailability (the whole batch
+/// failed) rather than a failure of one write.
+fn is_unavailable<T>(result: &Result<T>) -> bool {
+    matches!(result, Err(Error::Unavailable(_)))
 }
 
 /// Keeps the last value given for each key, in first-seen order: a single

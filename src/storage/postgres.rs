@@ -16,9 +16,9 @@ use uuid::Uuid;
 
 use crate::storage::{
     ApiKeyId, ApiKeyRecord, Cleared, DefinitionChanges, DefinitionRecord, Error, Mode, NewApiKey,
-    NewDefinition, PersonId, PersonValues, Result, Settings, Store, StoreOptions, ValueRow,
-    Workspace, WorkspaceId, collect_values, detached, last_value_per_key, now,
-    unique_violation_is_already_exists,
+    NewDefinition, PersonId, PersonValues, PersonWrite, Result, Settings, Store, StoreOptions,
+    ValueRow, Workspace, WorkspaceId, collect_values, detached, is_unavailable, last_value_per_key,
+    now, unique_violation_is_already_exists,
 };
 
 /// A [`Store`] on PostgreSQL.
@@ -441,6 +441,49 @@ impl Store for PgStore {
         .await
     }
 
+    #[instrument(skip_all, fields(writes = writes.len()))]
+    async fn write_batch(&self, writes: Vec<PersonWrite>) -> Result<Vec<Result<PersonId>>> {
+        if writes.len() == 1 {
+            let write = writes.into_iter().next().expect("one write");
+            let result = self
+                .write_values(
+                    write.workspace,
+                    write.mode,
+                    &write.distinct_id,
+                    &write.values,
+                )
+                .await;
+            return if is_unavailable(&result) {
+                Err(result.err().expect("an error"))
+            } else {
+                Ok(vec![result])
+            };
+        }
+        let pool = self.pool.clone();
+        let batch = BatchArrays::new(&writes);
+        let all = detached(async move { batch.write(&pool).await }).await;
+        match all {
+            Ok(ids) => Ok(ids.into_iter().map(Ok).collect()),
+            Err(e @ Error::Unavailable(_)) => Err(e),
+            // One statement is all or nothing; so that one bad write fails
+            // alone, the batch is retried one write at a time.
+            Err(e) => {
+                tracing::debug!(error = %e, "batch failed; writing one at a time");
+                let mut results = Vec::with_capacity(writes.len());
+                for w in writes {
+                    let result = self
+                        .write_values(w.workspace, w.mode, &w.distinct_id, &w.values)
+                        .await;
+                    if is_unavailable(&result) {
+                        return Err(result.err().expect("an error"));
+                    }
+                    results.push(result);
+                }
+                Ok(results)
+            }
+        }
+    }
+
     #[instrument(skip_all)]
     async fn read_values(
         &self,
@@ -514,5 +557,112 @@ impl Store for PgStore {
             Ok(row.map(|(person_id, cleared)| Cleared { person_id, cleared }))
         })
         .await
+    }
+}
+
+/// A batch of writes as the parallel arrays one statement unnests.
+struct BatchArrays {
+    /// Per write: its index, workspace, mode, distinct_id and the person_id
+    /// it gets if the person is new.
+    idx: Vec<i32>,
+    workspaces: Vec<WorkspaceId>,
+    modes: Vec<&'static str>,
+    distinct_ids: Vec<String>,
+    new_ids: Vec<PersonId>,
+    /// Per value: the index of its write, its key and value.
+    value_idx: Vec<i32>,
+    keys: Vec<String>,
+    values: Vec<Value>,
+}
+
+impl BatchArrays {
+    fn new(writes: &[PersonWrite]) -> Self {
+        let mut arrays = BatchArrays {
+            idx: Vec::with_capacity(writes.len()),
+            workspaces: Vec::with_capacity(writes.len()),
+            modes: Vec::with_capacity(writes.len()),
+            distinct_ids: Vec::with_capacity(writes.len()),
+            new_ids: Vec::with_capacity(writes.len()),
+            value_idx: Vec::new(),
+            keys: Vec::new(),
+            values: Vec::new(),
+        };
+        for (i, write) in writes.iter().enumerate() {
+            let i = i32::try_from(i).expect("batches are far smaller than 2^31");
+            arrays.idx.push(i);
+            arrays.workspaces.push(write.workspace);
+            arrays.modes.push(write.mode.as_str());
+            arrays.distinct_ids.push(write.distinct_id.clone());
+            arrays.new_ids.push(PersonId(Uuid::now_v7()));
+            for (key, value) in last_value_per_key(&write.values) {
+                arrays.value_idx.push(i);
+                arrays.keys.push(key);
+                arrays.values.push(value);
+            }
+        }
+        arrays
+    }
+
+    /// Writes every person and value in ONE statement (one round trip, no
+    /// BEGIN) and returns each write's person, in order.
+    ///
+    /// Persons are upserted as in `write_values` (DO UPDATE, so concurrent
+    /// first writes agree), in key order so that concurrent batches lock
+    /// rows in one global order and cannot deadlock each other. A person or
+    /// value written twice in the batch keeps its last write (DISTINCT ON
+    /// with the highest index): one statement may not update a row twice.
+    async fn write(self, pool: &PgPool) -> Result<Vec<PersonId>> {
+        let rows: Vec<(i32, PersonId)> = sqlx::query_as(
+            "WITH input AS ( \
+                 SELECT idx, workspace_id, mode, distinct_id COLLATE \"C\" AS distinct_id, new_id \
+                 FROM unnest($1::int4[], $2::uuid[], $3::text[], $4::text[], $5::uuid[]) \
+                     AS i (idx, workspace_id, mode, distinct_id, new_id) \
+             ), person AS ( \
+                 INSERT INTO persons (workspace_id, mode, distinct_id, person_id, created_at) \
+                 SELECT DISTINCT ON (workspace_id, mode, distinct_id) \
+                        workspace_id, mode, distinct_id, new_id, $6 \
+                 FROM input \
+                 ORDER BY workspace_id, mode, distinct_id, idx \
+                 ON CONFLICT (workspace_id, mode, distinct_id) \
+                 DO UPDATE SET distinct_id = EXCLUDED.distinct_id \
+                 RETURNING workspace_id, mode, distinct_id, person_id \
+             ), written AS ( \
+                 INSERT INTO attribute_values \
+                     (workspace_id, person_id, attribute_key, value, updated_at) \
+                 SELECT DISTINCT ON (p.workspace_id, p.person_id, v.key) \
+                        p.workspace_id, p.person_id, v.key, v.value, $6 \
+                 FROM unnest($7::int4[], $8::text[], $9::jsonb[]) AS v (idx, key, value) \
+                 JOIN input i ON i.idx = v.idx \
+                 JOIN person p ON p.workspace_id = i.workspace_id AND p.mode = i.mode \
+                              AND p.distinct_id = i.distinct_id \
+                 ORDER BY p.workspace_id, p.person_id, v.key, v.idx DESC \
+                 ON CONFLICT (workspace_id, person_id, attribute_key) \
+                 DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at \
+             ) \
+             SELECT i.idx, p.person_id FROM input i \
+             JOIN person p ON p.workspace_id = i.workspace_id AND p.mode = i.mode \
+                          AND p.distinct_id = i.distinct_id",
+        )
+        .bind(&self.idx)
+        .bind(&self.workspaces)
+        .bind(&self.modes)
+        .bind(&self.distinct_ids)
+        .bind(&self.new_ids)
+        .bind(now())
+        .bind(&self.value_idx)
+        .bind(&self.keys)
+        .bind(&self.values)
+        .fetch_all(pool)
+        .await?;
+        let mut persons = vec![None; self.idx.len()];
+        for (i, person) in rows {
+            if let Some(slot) = usize::try_from(i).ok().and_then(|i| persons.get_mut(i)) {
+                *slot = Some(person);
+            }
+        }
+        persons
+            .into_iter()
+            .map(|p| p.ok_or_else(|| Error::Unexpected("a batch write returned no person".into())))
+            .collect()
     }
 }

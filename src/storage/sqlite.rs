@@ -23,9 +23,9 @@ use uuid::Uuid;
 
 use crate::storage::{
     ApiKeyId, ApiKeyRecord, Cleared, DefinitionChanges, DefinitionRecord, Error, Mode, NewApiKey,
-    NewDefinition, PersonId, PersonValues, Result, Settings, SqliteSynchronous, Store,
-    StoreOptions, ValueRow, Workspace, WorkspaceId, collect_values, detached, last_value_per_key,
-    now, unique_violation_is_already_exists,
+    NewDefinition, PersonId, PersonValues, PersonWrite, Result, Settings, SqliteSynchronous, Store,
+    StoreOptions, ValueRow, Workspace, WorkspaceId, collect_values, detached, is_unavailable,
+    last_value_per_key, now, unique_violation_is_already_exists,
 };
 
 /// A [`Store`] on SQLite.
@@ -66,6 +66,60 @@ impl SqliteStore {
             .await?;
         Ok(SqliteStore { reader, writer })
     }
+}
+
+/// Writes one person's values inside the batch's transaction. The write
+/// lock is held from BEGIN IMMEDIATE on, so looking the person up and then
+/// inserting cannot race another writer.
+async fn write_person(
+    tx: &mut sqlx::SqliteConnection,
+    write: &PersonWrite,
+    updated_at: chrono::DateTime<chrono::Utc>,
+) -> Result<PersonId> {
+    let existing = sqlx::query_scalar(
+        "SELECT person_id FROM persons \
+         WHERE workspace_id = ?1 AND mode = ?2 AND distinct_id = ?3",
+    )
+    .bind(write.workspace)
+    .bind(write.mode.as_str())
+    .bind(&write.distinct_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let person = match existing {
+        Some(person) => person,
+        None => {
+            let person = PersonId(Uuid::now_v7());
+            sqlx::query(
+                "INSERT INTO persons (workspace_id, mode, distinct_id, person_id, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .bind(write.workspace)
+            .bind(write.mode.as_str())
+            .bind(&write.distinct_id)
+            .bind(person)
+            .bind(updated_at)
+            .execute(&mut *tx)
+            .await?;
+            person
+        }
+    };
+    for (key, value) in last_value_per_key(&write.values) {
+        sqlx::query(
+            "INSERT INTO attribute_values \
+                 (workspace_id, person_id, attribute_key, value, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (workspace_id, person_id, attribute_key) \
+             DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        )
+        .bind(write.workspace)
+        .bind(person)
+        .bind(key)
+        .bind(value)
+        .bind(updated_at)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(person)
 }
 
 /// SQLite's primary result codes that mean the file is out of reach or the
@@ -421,62 +475,46 @@ impl Store for SqliteStore {
         distinct_id: &str,
         values: &[(String, Value)],
     ) -> Result<PersonId> {
+        let write = PersonWrite {
+            workspace: ws,
+            mode,
+            distinct_id: distinct_id.to_owned(),
+            values: values.to_vec(),
+        };
+        self.write_batch(vec![write])
+            .await?
+            .pop()
+            .expect("one result per write")
+    }
+
+    #[instrument(skip_all, fields(writes = writes.len()))]
+    async fn write_batch(&self, writes: Vec<PersonWrite>) -> Result<Vec<Result<PersonId>>> {
         let writer = self.writer.clone();
-        let distinct_id = distinct_id.to_owned();
-        let values = last_value_per_key(values);
         detached(async move {
-            // Dropping the transaction on an error rolls it back: nothing is
-            // written and no person is created.
+            // One transaction, so one fsync for the whole batch; a savepoint
+            // per write, so a failing write is undone alone. Dropping the
+            // transaction on an outage rolls everything back.
             let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-            // The write lock is held from BEGIN IMMEDIATE on, so looking the
-            // person up and then inserting cannot race another writer.
-            let existing = sqlx::query_scalar(
-                "SELECT person_id FROM persons \
-                 WHERE workspace_id = ?1 AND mode = ?2 AND distinct_id = ?3",
-            )
-            .bind(ws)
-            .bind(mode.as_str())
-            .bind(&distinct_id)
-            .fetch_optional(&mut *tx)
-            .await?;
             let updated_at = now();
-            let person = match existing {
-                Some(person) => person,
-                None => {
-                    let person = PersonId(Uuid::now_v7());
-                    sqlx::query(
-                        "INSERT INTO persons \
-                             (workspace_id, mode, distinct_id, person_id, created_at) \
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
-                    )
-                    .bind(ws)
-                    .bind(mode.as_str())
-                    .bind(&distinct_id)
-                    .bind(person)
-                    .bind(updated_at)
+            let mut results = Vec::with_capacity(writes.len());
+            for write in &writes {
+                sqlx::query("SAVEPOINT person_write")
                     .execute(&mut *tx)
                     .await?;
-                    person
+                let result = write_person(&mut tx, write, updated_at).await;
+                if is_unavailable(&result) {
+                    return Err(result.err().expect("an error"));
                 }
-            };
-            for (key, value) in values {
-                sqlx::query(
-                    "INSERT INTO attribute_values \
-                         (workspace_id, person_id, attribute_key, value, updated_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5) \
-                     ON CONFLICT (workspace_id, person_id, attribute_key) \
-                     DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                )
-                .bind(ws)
-                .bind(person)
-                .bind(key)
-                .bind(value)
-                .bind(updated_at)
-                .execute(&mut *tx)
-                .await?;
+                let end = if result.is_ok() {
+                    "RELEASE person_write"
+                } else {
+                    "ROLLBACK TO person_write; RELEASE person_write"
+                };
+                sqlx::raw_sql(end).execute(&mut *tx).await?;
+                results.push(result);
             }
             tx.commit().await?;
-            Ok(person)
+            Ok(results)
         })
         .await
     }

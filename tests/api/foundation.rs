@@ -218,7 +218,10 @@ async fn an_oversized_request_gets_resource_exhausted_and_the_server_keeps_servi
         .await
         .expect_err("over the limit");
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
-    assert!(status.message().contains("--max-request-bytes"), "{status:?}");
+    assert!(
+        status.message().contains("--max-request-bytes"),
+        "{status:?}"
+    );
     set(&app, &keys.sk_live, "u", "bio", s("short"))
         .await
         .expect("the next request is served");

@@ -305,12 +305,19 @@ pub(crate) struct Process {
     _dir: TempDir,
 }
 
-/// Starts `vevee-attributes serve` on a free port and waits until it serves.
+/// Starts `vevee-attributes serve` on a free port over a fresh SQLite file
+/// and waits until it serves.
 pub(crate) fn spawn_process(extra: &[&str]) -> Process {
-    use std::io::{BufRead, BufReader};
-
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("test.db").display());
+    spawn_process_on(&url, extra, dir)
+}
+
+/// Starts `vevee-attributes serve` on a free port over the database at
+/// `url`; `dir` is kept as long as the process handle.
+pub(crate) fn spawn_process_on(url: &str, extra: &[&str], dir: TempDir) -> Process {
+    use std::io::{BufRead, BufReader};
+
     let mut child = Command::new(env!("CARGO_BIN_EXE_vevee-attributes"))
         .args([
             "serve",

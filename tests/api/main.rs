@@ -6,6 +6,7 @@
 mod common;
 
 mod definitions;
+mod durability;
 mod errors;
 mod foundation;
 mod helpers;
