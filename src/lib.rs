@@ -9,6 +9,7 @@
 //! - [`api`]: the gRPC handlers and the mapping of errors to statuses.
 //! - [`config`]: flags and environment variables.
 //! - [`server`]: binds the listener, assembles services, shuts down gracefully.
+//! - [`cli`]: the operator commands (migrate, workspaces, keys, attributes, settings).
 //! - [`middleware`]: the tower layer every RPC passes (span, limits, timeout).
 //! - [`telemetry`]: text or JSON logs.
 //! - [`proto`]: code generated from `proto/` (quarantined).
@@ -16,6 +17,7 @@
 pub mod api;
 pub mod auth;
 pub mod cache;
+pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod middleware;

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use vevee_attributes::{
+    cli,
     config::ServeArgs,
     server::{Application, shutdown_signal},
     telemetry::{self, LogFormat},
@@ -31,6 +32,9 @@ struct Cli {
 enum Command {
     /// Run the gRPC server.
     Serve(ServeArgs),
+    /// The operator commands: migrate, workspace, keys, attributes, settings.
+    #[command(flatten)]
+    Admin(cli::Command),
 }
 
 fn main() -> ExitCode {
@@ -60,14 +64,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
+    let result: Result<(), Box<dyn std::error::Error>> = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => {
-                Application::build(args)
-                    .await?
-                    .run_until_stopped(shutdown_signal())
-                    .await
-            }
+            Command::Serve(args) => Ok(Application::build(args)
+                .await?
+                .run_until_stopped(shutdown_signal())
+                .await?),
+            Command::Admin(command) => Ok(cli::run(command).await?),
         }
     });
     match result {

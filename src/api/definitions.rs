@@ -9,7 +9,7 @@ use crate::{
     cache::{Catalog, definition_from_record},
     domain::{AttributeDefinition, AttributeKey, Error, Reason},
     proto::v1::{self as pb, attribute_definitions_service_server::AttributeDefinitionsService},
-    storage::{self, DefinitionChanges, DefinitionRecord, NewDefinition, WorkspaceId},
+    storage::{self, DefinitionChanges, DefinitionRecord, NewDefinition, Store, WorkspaceId},
 };
 
 /// Page size when the request sets none.
@@ -47,16 +47,90 @@ impl Definitions {
         key: &str,
         archived: bool,
     ) -> Result<Response<pb::AttributeDefinition>, Status> {
-        let key = existing_key(key)?;
-        let record = self
-            .catalog
-            .store()
-            .set_archived(ws, key.as_str(), archived)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::from(not_found(key.as_str())))?;
+        let record =
+            set_definition_archived(self.catalog.store().as_ref(), ws, key, archived).await?;
         self.changed(ws, &record).await
     }
+}
+
+// The writes below are shared by these handlers and the operator CLI
+// (`crate::cli`), so that both store definitions the same way and refuse
+// the same things with the same reasons.
+
+/// Stores a new definition; a taken key is `attribute_already_exists`.
+pub async fn create_definition(
+    store: &dyn Store,
+    ws: WorkspaceId,
+    definition: &AttributeDefinition,
+) -> Result<DefinitionRecord, ApiError> {
+    let created = store
+        .create_definition(
+            ws,
+            NewDefinition {
+                key: definition.key().to_string(),
+                attr_type: definition.config().attribute_type().as_str().to_owned(),
+                config: definition.config().to_json(),
+                display_name: definition.display_name().map(str::to_owned),
+                description: definition.description().map(str::to_owned),
+            },
+        )
+        .await;
+    match created {
+        Ok(record) => Ok(record),
+        Err(storage::Error::AlreadyExists) => Err(Error::new(
+            Reason::AttributeAlreadyExists,
+            format!(
+                "The attribute \"{}\" is already declared; change it with \
+                 UpdateAttributeDefinition.",
+                definition.key()
+            ),
+        )
+        .with_attribute(definition.key().as_str())
+        .into()),
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// Stores `updated`, a stored definition changed with
+/// [`AttributeDefinition::update`]: its names always, its config only when
+/// `config_changed`. A definition gone meanwhile is
+/// `attribute_definition_not_found`.
+pub async fn save_definition(
+    store: &dyn Store,
+    ws: WorkspaceId,
+    updated: &AttributeDefinition,
+    config_changed: bool,
+) -> Result<DefinitionRecord, ApiError> {
+    let key = updated.key().as_str();
+    store
+        .update_definition(
+            ws,
+            key,
+            DefinitionChanges {
+                config: config_changed.then(|| updated.config().to_json()),
+                // An empty name is stored as given and reads back as "no name".
+                display_name: Some(updated.display_name().unwrap_or_default().to_owned()),
+                description: Some(updated.description().unwrap_or_default().to_owned()),
+            },
+        )
+        .await?
+        .ok_or_else(|| not_found(key).into())
+}
+
+/// Archives (`true`) or unarchives (`false`) the definition of `key`; a key
+/// with no definition (or that cannot be a key) is
+/// `attribute_definition_not_found`.
+pub async fn set_definition_archived(
+    store: &dyn Store,
+    ws: WorkspaceId,
+    key: &str,
+    archived: bool,
+) -> Result<DefinitionRecord, ApiError> {
+    let key = existing_key(key)?;
+    store
+        .set_archived(ws, key.as_str(), archived)
+        .await?
+        .ok_or_else(|| not_found(key.as_str()).into())
 }
 
 /// A key naming an existing definition. A malformed key can't name one, so
@@ -122,36 +196,8 @@ impl AttributeDefinitionsService for Definitions {
             Some(request.description),
         )
         .map_err(ApiError::from)?;
-        let created = self
-            .catalog
-            .store()
-            .create_definition(
-                ws,
-                NewDefinition {
-                    key: definition.key().to_string(),
-                    attr_type: attribute_type.as_str().to_owned(),
-                    config: definition.config().to_json(),
-                    display_name: definition.display_name().map(str::to_owned),
-                    description: definition.description().map(str::to_owned),
-                },
-            )
-            .await;
-        match created {
-            Ok(record) => self.changed(ws, &record).await,
-            Err(storage::Error::AlreadyExists) => Err(ApiError::from(
-                Error::new(
-                    Reason::AttributeAlreadyExists,
-                    format!(
-                        "The attribute \"{}\" is already declared; change it with \
-                         UpdateAttributeDefinition.",
-                        definition.key()
-                    ),
-                )
-                .with_attribute(definition.key().as_str()),
-            )
-            .into()),
-            Err(other) => Err(ApiError::from(other).into()),
-        }
+        let record = create_definition(self.catalog.store().as_ref(), ws, &definition).await?;
+        self.changed(ws, &record).await
     }
 
     async fn get_attribute_definition(
@@ -243,20 +289,7 @@ impl AttributeDefinitionsService for Definitions {
         let updated = current
             .update(config, request.display_name, request.description)
             .map_err(ApiError::from)?;
-        let record = store
-            .update_definition(
-                ws,
-                key.as_str(),
-                DefinitionChanges {
-                    config: config_changed.then(|| updated.config().to_json()),
-                    // An empty name is stored as given and reads back as "no name".
-                    display_name: Some(updated.display_name().unwrap_or_default().to_owned()),
-                    description: Some(updated.description().unwrap_or_default().to_owned()),
-                },
-            )
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::from(not_found(key.as_str())))?;
+        let record = save_definition(store.as_ref(), ws, &updated, config_changed).await?;
         self.changed(ws, &record).await
     }
 

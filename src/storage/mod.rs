@@ -561,12 +561,6 @@ fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
-/// Whether an error is the database's unavailability (the whole batch
-/// failed) rather than a failure of one write.
-fn is_unavailable<T>(result: &Result<T>) -> bool {
-    matches!(result, Err(Error::Unavailable(_)))
-}
-
 /// Keeps the last value given for each key, in first-seen order: a single
 /// upsert statement may not touch one row twice.
 fn last_value_per_key(values: &[(String, Value)]) -> Vec<(String, Value)> {

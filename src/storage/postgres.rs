@@ -17,8 +17,8 @@ use uuid::Uuid;
 use crate::storage::{
     ApiKeyId, ApiKeyRecord, Cleared, DefinitionChanges, DefinitionRecord, Error, Mode, NewApiKey,
     NewDefinition, PersonId, PersonValues, PersonWrite, Result, Settings, Store, StoreOptions,
-    ValueRow, Workspace, WorkspaceId, collect_values, detached, is_unavailable, last_value_per_key,
-    now, unique_violation_is_already_exists,
+    ValueRow, Workspace, WorkspaceId, collect_values, detached, last_value_per_key, now,
+    unique_violation_is_already_exists,
 };
 
 /// A [`Store`] on PostgreSQL.
@@ -453,10 +453,9 @@ impl Store for PgStore {
                     &write.values,
                 )
                 .await;
-            return if is_unavailable(&result) {
-                Err(result.err().expect("an error"))
-            } else {
-                Ok(vec![result])
+            return match result {
+                Err(e @ Error::Unavailable(_)) => Err(e),
+                other => Ok(vec![other]),
             };
         }
         let pool = self.pool.clone();
@@ -474,10 +473,10 @@ impl Store for PgStore {
                     let result = self
                         .write_values(w.workspace, w.mode, &w.distinct_id, &w.values)
                         .await;
-                    if is_unavailable(&result) {
-                        return Err(result.err().expect("an error"));
+                    match result {
+                        Err(e @ Error::Unavailable(_)) => return Err(e),
+                        other => results.push(other),
                     }
-                    results.push(result);
                 }
                 Ok(results)
             }

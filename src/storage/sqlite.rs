@@ -24,8 +24,8 @@ use uuid::Uuid;
 use crate::storage::{
     ApiKeyId, ApiKeyRecord, Cleared, DefinitionChanges, DefinitionRecord, Error, Mode, NewApiKey,
     NewDefinition, PersonId, PersonValues, PersonWrite, Result, Settings, SqliteSynchronous, Store,
-    StoreOptions, ValueRow, Workspace, WorkspaceId, collect_values, detached, is_unavailable,
-    last_value_per_key, now, unique_violation_is_already_exists,
+    StoreOptions, ValueRow, Workspace, WorkspaceId, collect_values, detached, last_value_per_key,
+    now, unique_violation_is_already_exists,
 };
 
 /// A [`Store`] on SQLite.
@@ -501,10 +501,10 @@ impl Store for SqliteStore {
                 sqlx::query("SAVEPOINT person_write")
                     .execute(&mut *tx)
                     .await?;
-                let result = write_person(&mut tx, write, updated_at).await;
-                if is_unavailable(&result) {
-                    return Err(result.err().expect("an error"));
-                }
+                let result = match write_person(&mut tx, write, updated_at).await {
+                    Err(e @ Error::Unavailable(_)) => return Err(e),
+                    other => other,
+                };
                 let end = if result.is_ok() {
                     "RELEASE person_write"
                 } else {

@@ -319,13 +319,7 @@ pub(crate) fn spawn_process_on(url: &str, extra: &[&str], dir: TempDir) -> Proce
     use std::io::{BufRead, BufReader};
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_vevee-attributes"))
-        .args([
-            "serve",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--database-url",
-            &url,
-        ])
+        .args(["serve", "--grpc-addr", "127.0.0.1:0", "--database-url", url])
         .args(extra)
         .env("LOG_FORMAT", "json")
         .env("RUST_LOG", "info")

@@ -1,0 +1,530 @@
+//! The operator commands, run as the real binary against a SQLite file of
+//! their own, and checked through a real server where their effect is on
+//! the API.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use prost_types::{Value, value::Kind};
+use serde_json::Value as Json;
+use tempfile::TempDir;
+use tonic::{Code, Request, transport::Channel};
+use vevee_attributes::proto::v1::{
+    GetAttributeDefinitionRequest, GetWorkspaceSettingsRequest, SetAttributeRequest,
+    attribute_definitions_service_client::AttributeDefinitionsServiceClient,
+    attributes_service_client::AttributesServiceClient,
+    workspace_settings_service_client::WorkspaceSettingsServiceClient,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_vevee-attributes");
+
+/// A database file in a directory of its own, and files beside it.
+struct Db {
+    dir: TempDir,
+    url: String,
+}
+
+impl Db {
+    fn new() -> Db {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("test.db").display());
+        Db { dir, url }
+    }
+
+    /// Writes `text` to `name` beside the database and returns its path.
+    fn file(&self, name: &str, text: &str) -> String {
+        let path: PathBuf = self.dir.path().join(name);
+        std::fs::write(&path, text).expect("write the file");
+        path.display().to_string()
+    }
+
+    /// Runs the binary with `args`, this database as DATABASE_URL (the
+    /// serve flag's env fallback, so both are checked to agree) and `env`.
+    fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .env("DATABASE_URL", &self.url)
+            .env("RUST_LOG", "warn")
+            .env_remove("VEVEE_WORKSPACE")
+            .env_remove("LOG_FORMAT");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        command.output().expect("the binary runs")
+    }
+
+    /// Runs a command that must succeed; its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.run_with(args, &[]);
+        assert!(
+            output.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("UTF-8 output")
+    }
+
+    /// Runs a command with `--json` that must succeed; its JSON.
+    fn json(&self, args: &[&str]) -> Json {
+        let mut args = args.to_vec();
+        args.push("--json");
+        let stdout = self.ok(&args);
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {stdout}"))
+    }
+
+    /// Runs a command that must fail with one line `error: ...`; that line.
+    fn fails(&self, args: &[&str]) -> String {
+        fails(self.run_with(args, &[]), args)
+    }
+
+    /// Every definition, archived ones too, as `attributes list --json` prints them.
+    fn definitions(&self) -> Json {
+        self.json(&["attributes", "list", "--include-archived"])
+    }
+}
+
+fn fails(output: Output, args: &[&str]) -> String {
+    let stderr = String::from_utf8(output.stderr).expect("UTF-8 errors");
+    assert!(!output.status.success(), "{args:?} succeeded");
+    let line = stderr.trim_end();
+    assert!(
+        line.starts_with("error: ") && !line.contains('\n'),
+        "{args:?}: expected one line `error: ...`, got {stderr:?}"
+    );
+    line.to_owned()
+}
+
+/// `workspace create NAME --json`, and its key of `kind` and `mode`.
+fn create_workspace(db: &Db, name: &str) -> Json {
+    db.json(&["workspace", "create", name])
+}
+
+fn key_of(created: &Json, kind: &str, mode: &str) -> String {
+    created["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .find(|k| k["kind"] == kind && k["mode"] == mode)
+        .and_then(|k| k["key"].as_str())
+        .unwrap_or_else(|| panic!("no {kind} {mode} key in {created}"))
+        .to_owned()
+}
+
+fn define_persona(db: &Db) {
+    db.ok(&[
+        "attributes",
+        "define",
+        "persona",
+        "--type",
+        "single_choice",
+        "--option",
+        "teacher",
+        "--option",
+        "student",
+        "--display-name",
+        "Persona",
+    ]);
+}
+
+/// `vevee-attributes serve` on a free port of this database; killed when dropped.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start(db: &Db, extra: &[&str]) -> Server {
+        let mut child = Command::new(BIN)
+            .args([
+                "serve",
+                "--no-bootstrap",
+                "--grpc-addr",
+                "127.0.0.1:0",
+                "--database-url",
+                &db.url,
+            ])
+            .args(extra)
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the server starts");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Reads to the end, so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = serving_addr(&line)
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(addr);
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the server logs the address it serves on");
+        Server { child, addr }
+    }
+
+    async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .expect("a valid URI")
+            .connect()
+            .await
+            .expect("connects")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `addr` of the "serving gRPC" JSON log line.
+fn serving_addr(line: &str) -> Option<SocketAddr> {
+    let value: Json = serde_json::from_str(line).ok()?;
+    if value.get("message")?.as_str()? != "serving gRPC" {
+        return None;
+    }
+    value.get("addr")?.as_str()?.parse().ok()
+}
+
+fn authed<T>(key: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {key}").parse().expect("ASCII metadata"),
+    );
+    request
+}
+
+fn string(s: &str) -> Option<Value> {
+    Some(Value {
+        kind: Some(Kind::StringValue(s.to_owned())),
+    })
+}
+
+fn set_persona(value: &str) -> SetAttributeRequest {
+    SetAttributeRequest {
+        distinct_id: "user-1".into(),
+        attribute: "persona".into(),
+        value: string(value),
+    }
+}
+
+const SCHEMA: &str = r#"
+[attributes.persona]
+type = "single_choice"
+options = ["teacher", "student"]
+display_name = "Persona"
+
+[attributes.topics]
+type = "multi_choice"
+options = ["history", "math", "science", "art"]
+
+[attributes.age]
+type = "number"
+min = 0
+max = 150
+integer = true
+description = "Age in years."
+"#;
+
+#[tokio::test]
+async fn a_created_workspace_prints_keys_that_work_over_grpc() {
+    let db = Db::new();
+    let created = create_workspace(&db, "acme");
+    assert_eq!(created["workspace"]["name"], "acme");
+    let keys = created["keys"].as_array().expect("keys");
+    assert_eq!(keys.len(), 4);
+    for (kind, mode, prefix) in [
+        ("secret", "live", "sk_live_"),
+        ("public", "live", "pk_live_"),
+        ("secret", "test", "sk_test_"),
+        ("public", "test", "pk_test_"),
+    ] {
+        assert!(key_of(&created, kind, mode).starts_with(prefix));
+    }
+    let secret = key_of(&created, "secret", "live");
+    define_persona(&db);
+    // Listing shows prefixes, never a key.
+    let listed = db.ok(&["keys", "list"]);
+    assert!(listed.contains(&secret[..12]), "{listed}");
+    assert!(!listed.contains(&secret), "{listed}");
+
+    let server = Server::start(&db, &[]);
+    let channel = server.channel().await;
+    let stored = AttributesServiceClient::new(channel.clone())
+        .set_attribute(authed(&secret, set_persona(" Teacher ")))
+        .await
+        .expect("the printed secret key writes")
+        .into_inner();
+    assert_eq!(stored.value, string("teacher"));
+    let definition = AttributeDefinitionsServiceClient::new(channel)
+        .get_attribute_definition(authed(
+            &secret,
+            GetAttributeDefinitionRequest {
+                key: "persona".into(),
+            },
+        ))
+        .await
+        .expect("the definition is visible")
+        .into_inner();
+    assert_eq!(definition.display_name, "Persona");
+}
+
+#[test]
+fn applying_a_schema_twice_changes_nothing_the_second_time() {
+    let db = Db::new();
+    create_workspace(&db, "acme");
+    let schema = db.file("schema.toml", SCHEMA);
+
+    let first = db.json(&["attributes", "apply", &schema]);
+    assert_eq!(
+        first["created"],
+        serde_json::json!(["age", "persona", "topics"])
+    );
+    assert_eq!(first["updated"], serde_json::json!([]));
+    let before = db.definitions();
+    assert_eq!(before[0]["config"]["min"], 0.0);
+    assert_eq!(before[1]["display_name"], "Persona");
+
+    let second = db.json(&["attributes", "apply", &schema]);
+    assert_eq!(second["created"], serde_json::json!([]));
+    assert_eq!(second["updated"], serde_json::json!([]));
+    assert_eq!(
+        second["unchanged"],
+        serde_json::json!(["age", "persona", "topics"])
+    );
+    assert_eq!(
+        db.definitions(),
+        before,
+        "nothing, not even updated_at, moved"
+    );
+    let text = db.ok(&["attributes", "apply", &schema]);
+    assert!(text.contains("created 0, updated 0, unchanged 3"), "{text}");
+
+    // A changed file updates only what changed, and archives as told.
+    let changed = SCHEMA
+        .replace(
+            r#"["teacher", "student"]"#,
+            r#"["teacher", "student", "parent"]"#,
+        )
+        .replace(
+            "[attributes.topics]\n",
+            "[attributes.topics]\narchived = true\n",
+        );
+    let changed = db.file("schema.toml", &changed);
+    let third = db.json(&["attributes", "apply", &changed]);
+    assert_eq!(third["updated"], serde_json::json!(["persona", "topics"]));
+    assert_eq!(third["unchanged"], serde_json::json!(["age"]));
+    assert_eq!(third["changes"]["persona"], serde_json::json!(["config"]));
+    assert_eq!(third["changes"]["topics"], serde_json::json!(["archived"]));
+    let after = db.definitions();
+    assert_eq!(after[0], before[0], "age is untouched");
+    assert_eq!(after[1]["config"]["options"][2], "parent");
+    assert_eq!(after[1]["display_name"], "Persona");
+    assert_ne!(after[1]["updated_at"], before[1]["updated_at"]);
+    assert_eq!(after[2]["archived"], true);
+    let active = db.json(&["attributes", "list"]);
+    assert_eq!(active.as_array().map(Vec::len), Some(2), "{active}");
+}
+
+#[test]
+fn a_type_change_or_a_bad_config_fails_and_writes_nothing() {
+    let db = Db::new();
+    create_workspace(&db, "acme");
+    db.json(&["attributes", "apply", &db.file("schema.toml", SCHEMA)]);
+    let before = db.definitions();
+
+    let retyped = db.file(
+        "retyped.toml",
+        &format!(
+            "{}\n[attributes.plan]\ntype = \"text\"\n",
+            SCHEMA.replace("type = \"single_choice\"", "type = \"multi_choice\"")
+        ),
+    );
+    let error = db.fails(&["attributes", "apply", &retyped]);
+    assert!(
+        error.contains("attributes.persona: \"persona\" is a single_choice attribute and its type cannot change to multi_choice"),
+        "{error}"
+    );
+    assert!(error.ends_with("nothing was applied."), "{error}");
+    assert_eq!(db.definitions(), before, "plan was not created");
+
+    let bad = db.file(
+        "bad.toml",
+        "[attributes.plan]\ntype = \"text\"\n\n[attributes.bio]\ntype = \"text\"\nmaxLength = 10\n",
+    );
+    let error = db.fails(&["attributes", "apply", &bad]);
+    assert!(
+        error.contains("attributes.bio.maxLength: unknown field; the fields of this type are max_length, truncate; nothing"),
+        "{error}"
+    );
+    assert_eq!(db.definitions(), before, "plan was not created");
+
+    let broken = db.file("broken.toml", "[attributes.plan\ntype = \"text\"\n");
+    let error = db.fails(&["attributes", "apply", &broken]);
+    assert!(error.contains("line 1, column"), "{error}");
+
+    let error = db.fails(&[
+        "attributes",
+        "define",
+        "bio",
+        "--type",
+        "text",
+        "--option",
+        "x",
+    ]);
+    assert_eq!(
+        error,
+        "error: --option does not apply to text attributes; their flags are --max-length, \
+         --truncate."
+    );
+    let error = db.fails(&["attributes", "define", "persona", "--type", "boolean"]);
+    assert!(error.contains("\"persona\" is already declared"), "{error}");
+    assert_eq!(db.definitions(), before);
+}
+
+#[tokio::test]
+async fn a_revoked_key_stops_working_within_the_cache_ttl() {
+    let db = Db::new();
+    let created = create_workspace(&db, "acme");
+    let secret = key_of(&created, "secret", "live");
+    define_persona(&db);
+    let server = Server::start(&db, &["--cache-ttl", "200ms"]);
+    let mut client = AttributesServiceClient::new(server.channel().await);
+    client
+        .set_attribute(authed(&secret, set_persona("student")))
+        .await
+        .expect("the key works before it is revoked");
+
+    let id = created["keys"]
+        .as_array()
+        .and_then(|keys| keys.iter().find(|k| k["key"] == secret.as_str()))
+        .and_then(|k| k["id"].as_str())
+        .expect("the key's id")
+        .to_owned();
+    let revoked = db.json(&["keys", "revoke", &id]);
+    assert!(revoked["revoked_at"].is_string(), "{revoked}");
+    let listed = db.json(&["keys", "list"]);
+    let record = listed
+        .as_array()
+        .and_then(|keys| keys.iter().find(|k| k["id"] == id.as_str()))
+        .expect("listed");
+    assert!(record["revoked_at"].is_string(), "{record}");
+
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match client
+            .set_attribute(authed(&secret, set_persona("student")))
+            .await
+        {
+            Err(status) if status.code() == Code::Unauthenticated => break,
+            other => assert!(
+                Instant::now() < deadline,
+                "still accepted 2s after revocation: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A new key works at once: unknown keys are not cached for longer than the TTL.
+    let new = db.json(&["keys", "create", "--kind", "secret", "--mode", "test"]);
+    let new_key = new["key"].as_str().expect("the new key");
+    assert!(new_key.starts_with("sk_test_"));
+    client
+        .set_attribute(authed(new_key, set_persona("teacher")))
+        .await
+        .expect("the new key writes");
+}
+
+#[tokio::test]
+async fn turning_client_attribute_writes_on_is_visible_through_the_api() {
+    let db = Db::new();
+    let created = create_workspace(&db, "acme");
+    define_persona(&db);
+    assert_eq!(
+        db.json(&["settings", "get"])["client_attribute_writes"],
+        false
+    );
+    let text = db.ok(&["settings", "set", "client-attribute-writes", "on"]);
+    assert!(
+        text.starts_with("client-attribute-writes: on (was off)"),
+        "{text}"
+    );
+    assert_eq!(
+        db.json(&["settings", "get"])["client_attribute_writes"],
+        true
+    );
+
+    let server = Server::start(&db, &[]);
+    let channel = server.channel().await;
+    let settings = WorkspaceSettingsServiceClient::new(channel.clone())
+        .get_workspace_settings(authed(
+            &key_of(&created, "secret", "live"),
+            GetWorkspaceSettingsRequest {},
+        ))
+        .await
+        .expect("settings")
+        .into_inner();
+    assert!(settings.client_attribute_writes);
+    AttributesServiceClient::new(channel)
+        .set_attribute(authed(
+            &key_of(&created, "public", "live"),
+            set_persona("teacher"),
+        ))
+        .await
+        .expect("a public key writes");
+}
+
+#[test]
+fn migrate_succeeds_on_a_fresh_database() {
+    let db = Db::new();
+    let text = db.ok(&["migrate"]);
+    assert!(text.contains("schema is up to date"), "{text}");
+    assert_eq!(db.json(&["migrate"])["migrated"], true);
+    assert_eq!(db.json(&["workspace", "list"]), serde_json::json!([]));
+    let error = db.fails(&["keys", "list"]);
+    assert!(error.contains("no workspace yet"), "{error}");
+}
+
+#[test]
+fn several_workspaces_need_an_explicit_choice() {
+    let db = Db::new();
+    create_workspace(&db, "acme");
+    let other = create_workspace(&db, "globex");
+    let error = db.fails(&["settings", "get"]);
+    assert_eq!(
+        error,
+        "error: the database has 2 workspaces; pick one with --workspace ID or VEVEE_WORKSPACE \
+         (`workspace list` shows them)."
+    );
+    let id = other["workspace"]["id"].as_str().expect("an id");
+    db.ok(&[
+        "settings",
+        "set",
+        "client-attribute-writes",
+        "on",
+        "--workspace",
+        id,
+    ]);
+    let by_env = db.run_with(&["settings", "get", "--json"], &[("VEVEE_WORKSPACE", id)]);
+    assert!(by_env.status.success());
+    let settings: Json = serde_json::from_slice(&by_env.stdout).expect("JSON");
+    assert_eq!(settings["client_attribute_writes"], true);
+    let missing = uuid::Uuid::new_v4().to_string();
+    let error = db.fails(&["keys", "list", "--workspace", &missing]);
+    assert!(error.contains("no such workspace"), "{error}");
+}
