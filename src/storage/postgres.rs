@@ -498,16 +498,19 @@ impl Store for PgStore {
         detached(async move {
             // The LEFT JOIN yields one row of NULLs for a person without
             // (visible) values, and no row at all for an unknown person, so
-            // one query answers both "who" and "what".
+            // one query answers both "who" and "what". Archived values are
+            // dropped by an anti-join probe per value, which keeps the value
+            // scan a primary-key prefix scan.
             let rows: Vec<ValueRow> = sqlx::query_as(
                 "SELECT p.person_id, v.attribute_key, v.value, v.updated_at \
                  FROM persons p \
-                 LEFT JOIN (attribute_values v \
-                            JOIN attribute_definitions d \
-                              ON d.workspace_id = v.workspace_id AND d.key = v.attribute_key) \
+                 LEFT JOIN attribute_values v \
                    ON v.workspace_id = p.workspace_id AND v.person_id = p.person_id \
                   AND ($4::text[] IS NULL OR v.attribute_key = ANY ($4)) \
-                  AND ($5 OR NOT d.archived) \
+                  AND ($5 OR NOT EXISTS ( \
+                      SELECT 1 FROM attribute_definitions d \
+                      WHERE d.workspace_id = v.workspace_id AND d.key = v.attribute_key \
+                        AND d.archived)) \
                  WHERE p.workspace_id = $1 AND p.mode = $2 AND p.distinct_id = $3 \
                  ORDER BY v.attribute_key",
             )

@@ -68,6 +68,23 @@ impl SqliteStore {
     }
 }
 
+/// A person and their values in one query: the LEFT JOIN yields one row of
+/// NULLs for a person without (visible) values, and no row at all for an
+/// unknown person. The archived filter is a NOT EXISTS probe per value:
+/// joining the definitions inside the LEFT JOIN made SQLite scan every value
+/// of every person (the test below checks the plan).
+const READ_VALUES: &str = "SELECT p.person_id, v.attribute_key, v.value, v.updated_at \
+                 FROM persons p \
+                 LEFT JOIN attribute_values v \
+                   ON v.workspace_id = p.workspace_id AND v.person_id = p.person_id \
+                  AND (?4 IS NULL OR v.attribute_key IN (SELECT value FROM json_each(?4))) \
+                  AND (?5 OR NOT EXISTS ( \
+                      SELECT 1 FROM attribute_definitions d \
+                      WHERE d.workspace_id = v.workspace_id AND d.key = v.attribute_key \
+                        AND d.archived)) \
+                 WHERE p.workspace_id = ?1 AND p.mode = ?2 AND p.distinct_id = ?3 \
+                 ORDER BY v.attribute_key";
+
 /// Writes one person's values inside the batch's transaction. The write
 /// lock is held from BEGIN IMMEDIATE on, so looking the person up and then
 /// inserting cannot race another writer.
@@ -534,28 +551,14 @@ impl Store for SqliteStore {
         // still a single bound parameter.
         let keys = keys.map(Value::from);
         detached(async move {
-            // The LEFT JOIN yields one row of NULLs for a person without
-            // (visible) values, and no row at all for an unknown person, so
-            // one query answers both "who" and "what".
-            let rows: Vec<ValueRow> = sqlx::query_as(
-                "SELECT p.person_id, v.attribute_key, v.value, v.updated_at \
-                 FROM persons p \
-                 LEFT JOIN (attribute_values v \
-                            JOIN attribute_definitions d \
-                              ON d.workspace_id = v.workspace_id AND d.key = v.attribute_key) \
-                   ON v.workspace_id = p.workspace_id AND v.person_id = p.person_id \
-                  AND (?4 IS NULL OR v.attribute_key IN (SELECT value FROM json_each(?4))) \
-                  AND (?5 OR NOT d.archived) \
-                 WHERE p.workspace_id = ?1 AND p.mode = ?2 AND p.distinct_id = ?3 \
-                 ORDER BY v.attribute_key",
-            )
-            .bind(ws)
-            .bind(mode.as_str())
-            .bind(distinct_id)
-            .bind(keys)
-            .bind(include_archived)
-            .fetch_all(&reader)
-            .await?;
+            let rows: Vec<ValueRow> = sqlx::query_as(READ_VALUES)
+                .bind(ws)
+                .bind(mode.as_str())
+                .bind(distinct_id)
+                .bind(keys)
+                .bind(include_archived)
+                .fetch_all(&reader)
+                .await?;
             Ok(collect_values(rows))
         })
         .await
@@ -613,4 +616,41 @@ async fn find_person(
     .fetch_optional(&reader)
     .await?;
     Ok(person)
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::{Connection, SqliteConnection};
+
+    #[tokio::test]
+    async fn reading_a_person_searches_the_primary_keys_and_scans_no_table() {
+        let mut conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&mut conn)
+            .await
+            .unwrap();
+        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {}",
+            super::READ_VALUES
+        )))
+        .bind(vec![0u8; 16])
+        .bind("live")
+        .bind("someone")
+        .bind(Option::<String>::None)
+        .bind(false)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        let steps: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
+        assert!(
+            steps.iter().any(|s| s.starts_with("SEARCH v USING")),
+            "{steps:?}"
+        );
+        assert!(
+            !steps
+                .iter()
+                .any(|s| s.starts_with("SCAN v") || s.starts_with("SCAN p")),
+            "{steps:?}"
+        );
+    }
 }

@@ -1,0 +1,271 @@
+#!/usr/bin/env bash
+# Benchmarks vevee-attributes on SQLite and PostgreSQL against raw baselines.
+#
+#   bench/run.sh
+#
+# Builds the release binaries, then for each database: runs the raw baselines
+# (pgbench custom scripts for PostgreSQL, a raw sqlx loop for SQLite), starts
+# the server on a fresh database, declares a0..a9 and seeds the persons, runs
+# every RPC at each concurrency, samples the server's RSS idle and under 1,000
+# concurrent streams, and (PostgreSQL) compares 10 thousand with 1 million
+# persons. It ends by printing a markdown report, also written to
+# $BENCH_OUT/report.md next to the raw JSON lines (results.jsonl).
+#
+# Needs: cargo, a PostgreSQL superuser at $BENCH_PG_URL, psql and pgbench.
+# Settings (environment):
+#   CARGO_TARGET_DIR        cargo's target directory (default: ./target)
+#   BENCH_SECONDS=5         measured seconds per run (after 1 s of warm-up)
+#   BENCH_CONCURRENCY="1 16 64 256"
+#   BENCH_POPULATION=10000  persons of the matrix
+#   BENCH_MILLION=1         0 skips the 1-million-person comparison
+#   BENCH_BIG_POPULATION=1000000
+#   BENCH_CONNECTIONS=4     HTTP/2 connections of the load generator
+#   BENCH_THREADS=2         OS threads of the load generator (one per core)
+#   BENCH_SYSTEMS="sqlite postgres"
+#   BENCH_PG_URL=postgres://postgres@127.0.0.1:5432  (a database is created and dropped)
+#   BENCH_PG_MAX_CLIENTS=90 pgbench clients at most (max_connections is 100 by default)
+#   BENCH_PORT=50151        the server's port on 127.0.0.1
+#   BENCH_OUT=bench/results/<UTC time>
+#   BENCH_SERVER_ARGS=""    extra flags for `vevee-attributes serve`
+#   BENCH_RSS_RPC=set-attribute  the RPC of the 1,000-stream memory sample
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+BIN="$CARGO_TARGET_DIR/release"
+
+SECS=${BENCH_SECONDS:-5}
+WARMUP=1
+CONCURRENCY=${BENCH_CONCURRENCY:-1 16 64 256}
+POPULATION=${BENCH_POPULATION:-10000}
+MILLION=${BENCH_MILLION:-1}
+BIG_POPULATION=${BENCH_BIG_POPULATION:-1000000}
+CONNECTIONS=${BENCH_CONNECTIONS:-4}
+THREADS=${BENCH_THREADS:-2}
+SYSTEMS=${BENCH_SYSTEMS:-sqlite postgres}
+PG_URL=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}
+PG_MAX_CLIENTS=${BENCH_PG_MAX_CLIENTS:-90}
+PORT=${BENCH_PORT:-50151}
+OUT=${BENCH_OUT:-$ROOT/bench/results/$(date -u +%Y%m%dT%H%M%SZ)}
+SERVER_ARGS=${BENCH_SERVER_ARGS:-}
+RSS_RPC=${BENCH_RSS_RPC:-set-attribute}
+ADDR="127.0.0.1:$PORT"
+
+SECONDS=0
+LOADAVG=$(cut -d ' ' -f 1-3 /proc/loadavg)
+log() { echo "== [${SECONDS}s] $*" >&2; }
+die() {
+  echo "bench: $*" >&2
+  exit 1
+}
+
+mkdir -p "$OUT"
+RESULTS="$OUT/results.jsonl"
+: >"$RESULTS"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/vevee-bench.XXXXXX")
+SERVER_PID=""
+PG_DB=""
+
+cleanup() {
+  local status=$?
+  [[ -n "$SERVER_PID" ]] && stop_server
+  if [[ -n "$PG_DB" ]]; then
+    psql -q "$PG_URL/postgres" -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1 || true
+  fi
+  rm -rf "$WORK"
+  exit $status
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- helpers -----------------------------------------------------------------
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+record_rss() { # system phase kib load-description
+  printf '{"tags":{"suite":"rss","system":"%s","phase":"%s"},"rss_kib":%s,"load":"%s"}\n' \
+    "$1" "$2" "$3" "$4" >>"$RESULTS"
+  log "$1 RSS $2: $(($3 / 1024)) MiB"
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; }
+
+start_server() { # name database-url
+  local name=$1 url=$2
+  port_open && die "something already listens on $ADDR (set BENCH_PORT)"
+  # shellcheck disable=SC2086 # SERVER_ARGS is a list of flags.
+  env -u NO_BOOTSTRAP -u DATABASE_URL RUST_LOG="${RUST_LOG:-info}" \
+    "$BIN/vevee-attributes" serve --database-url "$url" --grpc-addr "$ADDR" $SERVER_ARGS \
+    2>"$OUT/$name-server.log" &
+  SERVER_PID=$!
+  for _ in $(seq 1 300); do
+    port_open && break
+    kill -0 "$SERVER_PID" 2>/dev/null || die "the server exited; see $OUT/$name-server.log"
+    sleep 0.1
+  done
+  port_open || die "the server did not listen within 30 s; see $OUT/$name-server.log"
+  # The bootstrap block on stderr: "  sk_live_..." is the secret live key.
+  KEY=$(sed -n 's/^  \(sk_live_[^ ]*\)$/\1/p' "$OUT/$name-server.log" | head -n 1)
+  [[ -n "$KEY" ]] || die "no sk_live_ key in $OUT/$name-server.log (not a fresh database?)"
+  export VEVEE_KEY=$KEY
+}
+
+stop_server() {
+  local pid=$SERVER_PID
+  SERVER_PID=""
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for _ in $(seq 1 200); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+load() { # system suite rpc concurrency [more vevee-bench flags]
+  local system=$1 suite=$2 rpc=$3 c=$4
+  shift 4
+  "$BIN/vevee-bench" load --addr "$ADDR" --rpc "$rpc" --concurrency "$c" \
+    --connections "$CONNECTIONS" --threads "$THREADS" \
+    --duration "${SECS}s" --warmup "${WARMUP}s" --population "$POPULATION" \
+    --json --tag "system=$system" --tag "suite=$suite" "$@" >>"$RESULTS"
+}
+
+matrix() { # system
+  for rpc in set-attribute set-attributes get-attributes health; do
+    for c in $CONCURRENCY; do
+      load "$1" matrix "$rpc" "$c"
+    done
+  done
+  load "$1" zipf set-attribute 64 --distribution zipf --zipf-exponent 1.0
+}
+
+rss_under_load() { # system
+  local system=$1 peak=0 kib pid
+  "$BIN/vevee-bench" load --addr "$ADDR" --rpc "$RSS_RPC" --concurrency 1000 \
+    --connections 10 --threads "$THREADS" --duration "${SECS}s" --warmup "${WARMUP}s" \
+    --population "$POPULATION" --json --tag "system=$system" --tag suite=streams1000 \
+    >>"$RESULTS" &
+  pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    kib=$(rss_kib "$SERVER_PID")
+    ((kib > peak)) && peak=$kib
+    sleep 0.2
+  done
+  wait "$pid"
+  record_rss "$system" "1000 streams" "$peak" "peak while $RSS_RPC runs at 1,000 concurrent over 10 connections"
+  sleep 2
+  record_rss "$system" "idle after load" "$(rss_kib "$SERVER_PID")" "none"
+}
+
+serve_and_measure() { # system url
+  local system=$1 url=$2
+  log "$system: starting the server"
+  start_server "$system" "$url"
+  sleep 2
+  record_rss "$system" "idle" "$(rss_kib "$SERVER_PID")" "none (fresh start)"
+  log "$system: declaring a0..a9 and seeding $POPULATION persons"
+  "$BIN/vevee-bench" setup --addr "$ADDR" --population "$POPULATION" --concurrency 64
+  log "$system: the matrix"
+  matrix "$system"
+  log "$system: 1,000 concurrent streams"
+  rss_under_load "$system"
+}
+
+# --- build -------------------------------------------------------------------
+
+log "cargo build --release (target: $CARGO_TARGET_DIR)"
+cargo build --release --bins --quiet
+
+# --- SQLite ------------------------------------------------------------------
+
+if [[ " $SYSTEMS " == *" sqlite "* ]]; then
+  log "sqlite: raw sqlx baselines (WAL, synchronous=FULL, one writer, BEGIN IMMEDIATE)"
+  for op in upsert1 upsert10 select10; do
+    for c in $CONCURRENCY; do
+      "$BIN/vevee-bench" raw-sqlite --file "$WORK/raw.db" --op "$op" --concurrency "$c" \
+        --duration "${SECS}s" --warmup "${WARMUP}s" --population "$POPULATION" \
+        --json --tag system=sqlite --tag suite=raw --tag "clients=$c" >>"$RESULTS"
+    done
+  done
+  rm -f "$WORK"/raw.db*
+  serve_and_measure sqlite "sqlite://$WORK/service.db"
+  stop_server
+fi
+
+# --- PostgreSQL --------------------------------------------------------------
+
+if [[ " $SYSTEMS " == *" postgres "* ]]; then
+  PG_DB="vevee_bench_$(date +%s)_$$"
+  DB_URL="$PG_URL/$PG_DB"
+  log "postgres: creating database $PG_DB"
+  psql -q "$PG_URL/postgres" -c "CREATE DATABASE $PG_DB" >/dev/null
+
+  log "postgres: pgbench baselines"
+  psql -q "$DB_URL" -v ON_ERROR_STOP=1 -v pop="$POPULATION" -f bench/pgbench/setup.sql >/dev/null
+  for op in upsert1 upsert10 select10; do
+    # A short warm-up of each script, not measured.
+    pgbench -n -M prepared -T "$WARMUP" -c 16 -j 2 -D pop="$POPULATION" \
+      -f "bench/pgbench/$op.sql" "$DB_URL" >/dev/null 2>&1
+    for c in $CONCURRENCY; do
+      clients=$((c < PG_MAX_CLIENTS ? c : PG_MAX_CLIENTS))
+      jobs=$((clients > 1 ? 2 : 1))
+      rm -f "$WORK"/pgb.*
+      pgbench -n -M prepared -T "$SECS" -c "$clients" -j "$jobs" -D pop="$POPULATION" \
+        -f "bench/pgbench/$op.sql" -l --log-prefix "$WORK/pgb" "$DB_URL" \
+        >"$WORK/pgbench.out" 2>&1 || {
+        cat "$WORK/pgbench.out" >&2
+        die "pgbench failed"
+      }
+      tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$WORK/pgbench.out" | head -n 1)
+      "$BIN/vevee-bench" pgbench-log --op "$op" --concurrency "$c" --tps "$tps" \
+        --duration "${SECS}s" --population "$POPULATION" \
+        --tag system=postgres --tag suite=raw --tag "clients=$clients" "$WORK"/pgb.* >>"$RESULTS"
+      echo "pgbench $op clients=$clients: $tps tps" >&2
+    done
+  done
+  rm -f "$WORK"/pgb.*
+  psql -q "$DB_URL" -c "DROP TABLE bench_raw_values" -c CHECKPOINT >/dev/null
+
+  serve_and_measure postgres "$DB_URL"
+
+  # A checkpoint first, so that neither measurement pays for the previous
+  # phase's dirty pages.
+  psql -q "$DB_URL" -c CHECKPOINT >/dev/null
+  log "postgres: $POPULATION persons, 64 concurrent"
+  load postgres population set-attribute 64 --tag persons=small
+  load postgres population get-attributes 64 --tag persons=small
+  if [[ "$MILLION" == 1 ]]; then
+    log "postgres: seeding persons up to $BIG_POPULATION by SQL"
+    started=$SECONDS
+    psql -q "$DB_URL" -v ON_ERROR_STOP=1 -v prefix=u -v from="$POPULATION" \
+      -v to="$BIG_POPULATION" -f bench/pgbench/seed_persons.sql >/dev/null
+    printf '{"tags":{"suite":"seed","system":"postgres"},"persons":%s,"seconds":%s}\n' \
+      "$((BIG_POPULATION - POPULATION))" "$((SECONDS - started))" >>"$RESULTS"
+    psql -q "$DB_URL" -c CHECKPOINT >/dev/null
+    log "postgres: $BIG_POPULATION persons, 64 concurrent"
+    POPULATION=$BIG_POPULATION load postgres population set-attribute 64 --tag persons=large
+    POPULATION=$BIG_POPULATION load postgres population get-attributes 64 --tag persons=large
+  fi
+  stop_server
+fi
+
+# --- report ------------------------------------------------------------------
+
+pg_setting() { psql -Atq "$PG_URL/postgres" -c "SHOW $1" 2>/dev/null || echo "?"; }
+{
+  echo "## Results of $(date -u +'%Y-%m-%d %H:%M UTC')"
+  echo
+  echo "- Machine: $(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)), $(awk '/^MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo) memory, $(uname -sr)"
+  echo "- Load average before the run: $LOADAVG (other work on the machine shares the cores)"
+  echo "- PostgreSQL $(pg_setting server_version): synchronous_commit=$(pg_setting synchronous_commit), shared_buffers=$(pg_setting shared_buffers), max_connections=$(pg_setting max_connections), fsync=$(pg_setting fsync)"
+  echo "- SQLite $(sed -n 's/.*"sqlite_version":"\([^"]*\)".*/\1/p' "$RESULTS" | head -n 1) (bundled by sqlx): WAL, synchronous=FULL"
+  echo "- Commit: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo ' + local changes'); $(rustc --version)"
+  echo "- Command: \`bench/run.sh\` (each run ${WARMUP} s warm-up + ${SECS} s measured; load generator: $CONNECTIONS HTTP/2 connections, $THREADS threads; $POPULATION persons, uniform ids unless noted)"
+  echo "- Server: \`vevee-attributes serve\` with default flags${SERVER_ARGS:+ plus \`$SERVER_ARGS\`} (10 database connections)"
+  echo "- Took ${SECONDS} s. Columns: \"× raw\" is the figure over the raw baseline at the same concurrency, \"× Health\" over Health/Check of the same server at the same concurrency, \"load\" the 1-minute load average at the end of the run (the run itself accounts for about 2-3; more means other work shared the cores)"
+  echo
+  "$BIN/vevee-bench" report "$RESULTS"
+} >"$OUT/report.md"
+cat "$OUT/report.md"
+log "done: $OUT/report.md"
