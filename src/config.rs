@@ -113,8 +113,9 @@ pub struct ServeArgs {
     pub max_write_batch: usize,
 
     /// PostgreSQL only: most batches being committed at once. SQLite always
-    /// commits one at a time (it has one writer).
-    #[arg(long, env = "WRITE_COMMITS_IN_FLIGHT", default_value_t = 4)]
+    /// commits one at a time (it has one writer). 2 measured best on 2 cores
+    /// (BENCHMARKS.md): more slots make smaller batches and more fsyncs.
+    #[arg(long, env = "WRITE_COMMITS_IN_FLIGHT", default_value_t = 2)]
     pub write_commits_in_flight: usize,
 
     /// Don't create a first workspace (and print its keys) when the database has none.

@@ -1093,6 +1093,29 @@ async fn a_batch_writing_one_person_twice_keeps_the_last_value(db: &TestDb) {
         pairs,
         [("email", json!("new@example.com")), ("name", json!("Ada"))]
     );
+
+    // Again, now that the store has seen "ada": the same person, updated.
+    let again = store
+        .write_batch(vec![
+            write(ws, "ada", &[("name", json!("Ada L."))]),
+            write(ws, "newcomer", &[("name", json!("Cy"))]),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(again[0].as_ref().unwrap(), &ids[0]);
+    let read = store
+        .read_values(ws, Mode::Live, "ada", Some(&["name".to_owned()]), false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.values[0].value, json!("Ada L."));
+    assert!(
+        store
+            .find_person(ws, Mode::Live, "newcomer")
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 async fn coalesced_concurrent_writes_all_persist_with_their_own_results(db: &TestDb) {

@@ -8,6 +8,7 @@
 use std::str::FromStr;
 
 use async_trait::async_trait;
+use moka::future::Cache;
 use serde_json::Value;
 use sqlx::error::DatabaseError;
 use sqlx::postgres::{PgConnectOptions, PgDatabaseError, PgPool, PgPoolOptions};
@@ -26,7 +27,14 @@ pub(crate) struct PgStore {
     /// Shared by all operations; cloning it is cheap (an `Arc`), which lets
     /// each operation own a handle inside its detached task.
     pool: PgPool,
+    /// Persons seen by this process. Persons are never deleted and their
+    /// person_id never changes, so an entry can't go stale; a batch writing
+    /// only known persons skips the person upsert (a row update each).
+    persons: Cache<(WorkspaceId, Mode, String), PersonId>,
 }
+
+/// Most persons remembered (about 100 bytes each).
+const KNOWN_PERSONS: u64 = 200_000;
 
 impl PgStore {
     /// Opens the pool and one connection to prove the database is there.
@@ -38,7 +46,10 @@ impl PgStore {
             .acquire_timeout(opts.acquire_timeout)
             .connect_with(connect_options)
             .await?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool,
+            persons: Cache::new(KNOWN_PERSONS),
+        })
     }
 }
 
@@ -55,7 +66,7 @@ pub(crate) fn is_outage(err: &dyn DatabaseError) -> bool {
 
 #[async_trait]
 impl Store for PgStore {
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn migrate(&self) -> Result<()> {
         let pool = self.pool.clone();
         detached(async move {
@@ -67,7 +78,7 @@ impl Store for PgStore {
         .await
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn ping(&self) -> Result<()> {
         let pool = self.pool.clone();
         detached(async move {
@@ -77,7 +88,7 @@ impl Store for PgStore {
         .await
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn create_workspace(&self, name: &str) -> Result<Workspace> {
         let pool = self.pool.clone();
         let name = name.to_owned();
@@ -96,7 +107,7 @@ impl Store for PgStore {
         .await
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn list_workspaces(&self) -> Result<Vec<Workspace>> {
         let pool = self.pool.clone();
         detached(async move {
@@ -110,7 +121,7 @@ impl Store for PgStore {
         .await
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn get_settings(&self, ws: WorkspaceId) -> Result<Option<Settings>> {
         let pool = self.pool.clone();
         detached(async move {
@@ -124,7 +135,7 @@ impl Store for PgStore {
         .await
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn update_settings(
         &self,
         ws: WorkspaceId,
@@ -145,7 +156,7 @@ impl Store for PgStore {
         .await
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn insert_api_key(&self, key: NewApiKey) -> Result<ApiKeyRecord> {
         let pool = self.pool.clone();
         detached(async move {
@@ -169,7 +180,7 @@ impl Store for PgStore {
         .await
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn find_api_key(&self, hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>> {
         let pool = self.pool.clone();
         let hash = *hash;
@@ -186,7 +197,7 @@ impl Store for PgStore {
         .await
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn list_api_keys(&self, ws: WorkspaceId) -> Result<Vec<ApiKeyRecord>> {
         let pool = self.pool.clone();
         detached(async move {
@@ -202,7 +213,7 @@ impl Store for PgStore {
         .await
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn revoke_api_key(&self, ws: WorkspaceId, id: ApiKeyId) -> Result<bool> {
         let pool = self.pool.clone();
         detached(async move {
@@ -220,7 +231,7 @@ impl Store for PgStore {
         .await
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn create_definition(
         &self,
         ws: WorkspaceId,
@@ -251,7 +262,7 @@ impl Store for PgStore {
         .await
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn get_definition(&self, ws: WorkspaceId, key: &str) -> Result<Option<DefinitionRecord>> {
         let pool = self.pool.clone();
         let key = key.to_owned();
@@ -270,7 +281,7 @@ impl Store for PgStore {
         .await
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn list_definitions(
         &self,
         ws: WorkspaceId,
@@ -301,7 +312,7 @@ impl Store for PgStore {
         .await
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn update_definition(
         &self,
         ws: WorkspaceId,
@@ -334,7 +345,7 @@ impl Store for PgStore {
         .await
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn set_archived(
         &self,
         ws: WorkspaceId,
@@ -361,7 +372,7 @@ impl Store for PgStore {
         .await
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn find_person(
         &self,
         ws: WorkspaceId,
@@ -385,7 +396,7 @@ impl Store for PgStore {
         .await
     }
 
-    #[instrument(skip_all, fields(values = values.len()))]
+    #[instrument(level = "debug", skip_all, fields(values = values.len()))]
     async fn write_values(
         &self,
         ws: WorkspaceId,
@@ -441,28 +452,26 @@ impl Store for PgStore {
         .await
     }
 
-    #[instrument(skip_all, fields(writes = writes.len()))]
+    #[instrument(level = "debug", skip_all, fields(writes = writes.len()))]
     async fn write_batch(&self, writes: Vec<PersonWrite>) -> Result<Vec<Result<PersonId>>> {
-        if writes.len() == 1 {
-            let write = writes.into_iter().next().expect("one write");
-            let result = self
-                .write_values(
-                    write.workspace,
-                    write.mode,
-                    &write.distinct_id,
-                    &write.values,
-                )
-                .await;
-            return match result {
-                Err(e @ Error::Unavailable(_)) => Err(e),
-                other => Ok(vec![other]),
-            };
-        }
         let pool = self.pool.clone();
-        let batch = BatchArrays::new(&writes);
+        let mut known = Vec::with_capacity(writes.len());
+        for w in &writes {
+            let key = (w.workspace, w.mode, w.distinct_id.clone());
+            known.push(self.persons.get(&key).await);
+        }
+        let batch = BatchArrays::new(&writes, &known);
         let all = detached(async move { batch.write(&pool).await }).await;
         match all {
-            Ok(ids) => Ok(ids.into_iter().map(Ok).collect()),
+            Ok(ids) => {
+                for (w, (id, known)) in writes.iter().zip(ids.iter().zip(&known)) {
+                    if known.is_none() {
+                        let key = (w.workspace, w.mode, w.distinct_id.clone());
+                        self.persons.insert(key, *id).await;
+                    }
+                }
+                Ok(ids.into_iter().map(Ok).collect())
+            }
             Err(e @ Error::Unavailable(_)) => Err(e),
             // One statement is all or nothing; so that one bad write fails
             // alone, the batch is retried one write at a time.
@@ -483,7 +492,7 @@ impl Store for PgStore {
         }
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn read_values(
         &self,
         ws: WorkspaceId,
@@ -526,7 +535,7 @@ impl Store for PgStore {
         .await
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn clear_value(
         &self,
         ws: WorkspaceId,
@@ -564,13 +573,15 @@ impl Store for PgStore {
 
 /// A batch of writes as the parallel arrays one statement unnests.
 struct BatchArrays {
-    /// Per write: its index, workspace, mode, distinct_id and the person_id
-    /// it gets if the person is new.
+    /// Per write: its index, workspace, mode, distinct_id, whether its
+    /// person is known, and its person_id: the known one, or the one it
+    /// gets if the person is new.
     idx: Vec<i32>,
     workspaces: Vec<WorkspaceId>,
     modes: Vec<&'static str>,
     distinct_ids: Vec<String>,
-    new_ids: Vec<PersonId>,
+    known: Vec<bool>,
+    person_ids: Vec<PersonId>,
     /// Per value: the index of its write, its key and value.
     value_idx: Vec<i32>,
     keys: Vec<String>,
@@ -578,24 +589,28 @@ struct BatchArrays {
 }
 
 impl BatchArrays {
-    fn new(writes: &[PersonWrite]) -> Self {
+    fn new(writes: &[PersonWrite], known: &[Option<PersonId>]) -> Self {
         let mut arrays = BatchArrays {
             idx: Vec::with_capacity(writes.len()),
             workspaces: Vec::with_capacity(writes.len()),
             modes: Vec::with_capacity(writes.len()),
             distinct_ids: Vec::with_capacity(writes.len()),
-            new_ids: Vec::with_capacity(writes.len()),
+            known: Vec::with_capacity(writes.len()),
+            person_ids: Vec::with_capacity(writes.len()),
             value_idx: Vec::new(),
             keys: Vec::new(),
             values: Vec::new(),
         };
-        for (i, write) in writes.iter().enumerate() {
+        for (i, (write, known)) in writes.iter().zip(known).enumerate() {
             let i = i32::try_from(i).expect("batches are far smaller than 2^31");
             arrays.idx.push(i);
             arrays.workspaces.push(write.workspace);
             arrays.modes.push(write.mode.as_str());
             arrays.distinct_ids.push(write.distinct_id.clone());
-            arrays.new_ids.push(PersonId(Uuid::now_v7()));
+            arrays.known.push(known.is_some());
+            arrays
+                .person_ids
+                .push(known.unwrap_or_else(|| PersonId(Uuid::now_v7())));
             for (key, value) in last_value_per_key(&write.values) {
                 arrays.value_idx.push(i);
                 arrays.keys.push(key);
@@ -608,48 +623,54 @@ impl BatchArrays {
     /// Writes every person and value in ONE statement (one round trip, no
     /// BEGIN) and returns each write's person, in order.
     ///
-    /// Persons are upserted as in `write_values` (DO UPDATE, so concurrent
-    /// first writes agree), in key order so that concurrent batches lock
+    /// Persons this process already knows are not touched (their values are
+    /// upserted directly). The others are upserted as in `write_values` (DO
+    /// UPDATE, so concurrent first writes agree), in key order so that concurrent batches lock
     /// rows in one global order and cannot deadlock each other. A person or
     /// value written twice in the batch keeps its last write (DISTINCT ON
     /// with the highest index): one statement may not update a row twice.
     async fn write(self, pool: &PgPool) -> Result<Vec<PersonId>> {
-        let rows: Vec<(i32, PersonId)> = sqlx::query_as(
+        let rows: Vec<(i32, Option<PersonId>)> = sqlx::query_as(
             "WITH input AS ( \
-                 SELECT idx, workspace_id, mode, distinct_id COLLATE \"C\" AS distinct_id, new_id \
-                 FROM unnest($1::int4[], $2::uuid[], $3::text[], $4::text[], $5::uuid[]) \
-                     AS i (idx, workspace_id, mode, distinct_id, new_id) \
+                 SELECT idx, workspace_id, mode, distinct_id COLLATE \"C\" AS distinct_id, \
+                        known, person_id \
+                 FROM unnest($1::int4[], $2::uuid[], $3::text[], $4::text[], $5::bool[], \
+                             $6::uuid[]) \
+                     AS i (idx, workspace_id, mode, distinct_id, known, person_id) \
              ), person AS ( \
                  INSERT INTO persons (workspace_id, mode, distinct_id, person_id, created_at) \
                  SELECT DISTINCT ON (workspace_id, mode, distinct_id) \
-                        workspace_id, mode, distinct_id, new_id, $6 \
-                 FROM input \
+                        workspace_id, mode, distinct_id, person_id, $7 \
+                 FROM input WHERE NOT known \
                  ORDER BY workspace_id, mode, distinct_id, idx \
                  ON CONFLICT (workspace_id, mode, distinct_id) \
                  DO UPDATE SET distinct_id = EXCLUDED.distinct_id \
                  RETURNING workspace_id, mode, distinct_id, person_id \
+             ), resolved AS ( \
+                 SELECT i.idx, i.workspace_id, \
+                        CASE WHEN i.known THEN i.person_id ELSE p.person_id END AS person_id \
+                 FROM input i \
+                 LEFT JOIN person p ON p.workspace_id = i.workspace_id AND p.mode = i.mode \
+                                   AND p.distinct_id = i.distinct_id \
              ), written AS ( \
                  INSERT INTO attribute_values \
                      (workspace_id, person_id, attribute_key, value, updated_at) \
-                 SELECT DISTINCT ON (p.workspace_id, p.person_id, v.key) \
-                        p.workspace_id, p.person_id, v.key, v.value, $6 \
-                 FROM unnest($7::int4[], $8::text[], $9::jsonb[]) AS v (idx, key, value) \
-                 JOIN input i ON i.idx = v.idx \
-                 JOIN person p ON p.workspace_id = i.workspace_id AND p.mode = i.mode \
-                              AND p.distinct_id = i.distinct_id \
-                 ORDER BY p.workspace_id, p.person_id, v.key, v.idx DESC \
+                 SELECT DISTINCT ON (r.workspace_id, r.person_id, v.key) \
+                        r.workspace_id, r.person_id, v.key, v.value, $7 \
+                 FROM unnest($8::int4[], $9::text[], $10::jsonb[]) AS v (idx, key, value) \
+                 JOIN resolved r ON r.idx = v.idx \
+                 ORDER BY r.workspace_id, r.person_id, v.key, v.idx DESC \
                  ON CONFLICT (workspace_id, person_id, attribute_key) \
                  DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at \
              ) \
-             SELECT i.idx, p.person_id FROM input i \
-             JOIN person p ON p.workspace_id = i.workspace_id AND p.mode = i.mode \
-                          AND p.distinct_id = i.distinct_id",
+             SELECT idx, person_id FROM resolved",
         )
         .bind(&self.idx)
         .bind(&self.workspaces)
         .bind(&self.modes)
         .bind(&self.distinct_ids)
-        .bind(&self.new_ids)
+        .bind(&self.known)
+        .bind(&self.person_ids)
         .bind(now())
         .bind(&self.value_idx)
         .bind(&self.keys)
@@ -659,7 +680,7 @@ impl BatchArrays {
         let mut persons = vec![None; self.idx.len()];
         for (i, person) in rows {
             if let Some(slot) = usize::try_from(i).ok().and_then(|i| persons.get_mut(i)) {
-                *slot = Some(person);
+                *slot = person;
             }
         }
         persons

@@ -169,7 +169,7 @@ pub(crate) fn is_outage(err: &dyn DatabaseError) -> bool {
 
 #[async_trait]
 impl Store for SqliteStore {
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn migrate(&self) -> Result<()> {
         let writer = self.writer.clone();
         detached(async move {
@@ -179,7 +179,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn ping(&self) -> Result<()> {
         let reader = self.reader.clone();
         detached(async move {
@@ -189,7 +189,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn create_workspace(&self, name: &str) -> Result<Workspace> {
         let writer = self.writer.clone();
         let name = name.to_owned();
@@ -208,7 +208,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn list_workspaces(&self) -> Result<Vec<Workspace>> {
         let reader = self.reader.clone();
         detached(async move {
@@ -222,7 +222,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn get_settings(&self, ws: WorkspaceId) -> Result<Option<Settings>> {
         let reader = self.reader.clone();
         detached(async move {
@@ -236,7 +236,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn update_settings(
         &self,
         ws: WorkspaceId,
@@ -257,7 +257,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn insert_api_key(&self, key: NewApiKey) -> Result<ApiKeyRecord> {
         let writer = self.writer.clone();
         detached(async move {
@@ -281,7 +281,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn find_api_key(&self, hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>> {
         let reader = self.reader.clone();
         let hash = *hash;
@@ -298,7 +298,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn list_api_keys(&self, ws: WorkspaceId) -> Result<Vec<ApiKeyRecord>> {
         let reader = self.reader.clone();
         detached(async move {
@@ -314,7 +314,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn revoke_api_key(&self, ws: WorkspaceId, id: ApiKeyId) -> Result<bool> {
         let writer = self.writer.clone();
         detached(async move {
@@ -332,7 +332,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn create_definition(
         &self,
         ws: WorkspaceId,
@@ -362,7 +362,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn get_definition(&self, ws: WorkspaceId, key: &str) -> Result<Option<DefinitionRecord>> {
         let reader = self.reader.clone();
         let key = key.to_owned();
@@ -381,7 +381,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn list_definitions(
         &self,
         ws: WorkspaceId,
@@ -412,7 +412,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn update_definition(
         &self,
         ws: WorkspaceId,
@@ -445,7 +445,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn set_archived(
         &self,
         ws: WorkspaceId,
@@ -472,7 +472,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn find_person(
         &self,
         ws: WorkspaceId,
@@ -484,7 +484,7 @@ impl Store for SqliteStore {
         detached(find_person(reader, ws, mode, distinct_id)).await
     }
 
-    #[instrument(skip_all, fields(values = values.len()))]
+    #[instrument(level = "debug", skip_all, fields(values = values.len()))]
     async fn write_values(
         &self,
         ws: WorkspaceId,
@@ -504,7 +504,7 @@ impl Store for SqliteStore {
             .expect("one result per write")
     }
 
-    #[instrument(skip_all, fields(writes = writes.len()))]
+    #[instrument(level = "debug", skip_all, fields(writes = writes.len()))]
     async fn write_batch(&self, writes: Vec<PersonWrite>) -> Result<Vec<Result<PersonId>>> {
         let writer = self.writer.clone();
         detached(async move {
@@ -536,7 +536,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn read_values(
         &self,
         ws: WorkspaceId,
@@ -564,7 +564,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn clear_value(
         &self,
         ws: WorkspaceId,
