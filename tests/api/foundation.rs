@@ -227,3 +227,40 @@ async fn an_oversized_request_gets_resource_exhausted_and_the_server_keeps_servi
         .expect("the next request is served");
     app.stop().await;
 }
+
+#[test]
+fn an_unreachable_database_is_retried_for_the_bound_then_exits_with_one_line() {
+    let started = std::time::Instant::now();
+    let (ok, stderr) = run_binary(&[
+        "serve",
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--database-url",
+        "postgres://postgres:secret@127.0.0.1:1/nowhere",
+        "--db-connect-retry",
+        "1s",
+    ]);
+    assert!(!ok);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--database-url"), "{stderr}");
+    assert!(stderr.contains("--db-connect-retry"), "{stderr}");
+    assert!(
+        !stderr.contains("secret"),
+        "the password is redacted: {stderr}"
+    );
+    assert!(started.elapsed() >= Duration::from_secs(1), "it retried");
+}
+
+#[test]
+fn a_database_url_of_an_unknown_scheme_exits_with_one_line() {
+    let (ok, stderr) = run_binary(&[
+        "serve",
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--database-url",
+        "mysql://localhost/db",
+    ]);
+    assert!(!ok);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--database-url"), "{stderr}");
+}
