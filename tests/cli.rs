@@ -3,10 +3,8 @@
 //! the API.
 
 use std::{
-    io::{BufRead, BufReader},
-    net::SocketAddr,
     path::PathBuf,
-    process::{Child, Command, Output, Stdio},
+    process::{Command, Output},
     time::{Duration, Instant},
 };
 
@@ -20,6 +18,11 @@ use vevee_attributes::proto::v1::{
     attributes_service_client::AttributesServiceClient,
     workspace_settings_service_client::WorkspaceSettingsServiceClient,
 };
+
+#[path = "common/process.rs"]
+mod process;
+
+use process::ServerProcess;
 
 const BIN: &str = env!("CARGO_BIN_EXE_vevee-attributes");
 
@@ -132,72 +135,23 @@ fn define_persona(db: &Db) {
     ]);
 }
 
-/// `vevee-attributes serve` on a free port of this database; killed when dropped.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
+/// `vevee-attributes serve` on a free port of this database.
+struct Server(ServerProcess);
 
 impl Server {
     fn start(db: &Db, extra: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
-            .args([
-                "serve",
-                "--no-bootstrap",
-                "--grpc-addr",
-                "127.0.0.1:0",
-                "--database-url",
-                &db.url,
-            ])
-            .args(extra)
-            .env("LOG_FORMAT", "json")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the server starts");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, rx) = std::sync::mpsc::channel();
-        // Reads to the end, so the server never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = serving_addr(&line)
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(addr);
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the server logs the address it serves on");
-        Server { child, addr }
+        let mut flags = vec!["--no-bootstrap"];
+        flags.extend_from_slice(extra);
+        Server(ServerProcess::start(&db.url, &flags))
     }
 
     async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.addr))
+        Channel::from_shared(format!("http://{}", self.0.addr))
             .expect("a valid URI")
             .connect()
             .await
             .expect("connects")
     }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The `addr` of the "serving gRPC" JSON log line.
-fn serving_addr(line: &str) -> Option<SocketAddr> {
-    let value: Json = serde_json::from_str(line).ok()?;
-    if value.get("message")?.as_str()? != "serving gRPC" {
-        return None;
-    }
-    value.get("addr")?.as_str()?.parse().ok()
 }
 
 fn authed<T>(key: &str, message: T) -> Request<T> {

@@ -18,7 +18,8 @@ use vevee_attributes::{
 use crate::{
     backend_tests,
     common::TestDb,
-    helpers::{authed, connect, s, spawn_process_on},
+    helpers::{authed, connect, s},
+    process::ServerProcess,
 };
 
 backend_tests! {
@@ -52,7 +53,7 @@ async fn every_acknowledged_write_survives_a_sigkill_under_load(db: &TestDb) {
         .await
         .unwrap();
 
-    let mut process = spawn_process_on(&db.url, &["--no-bootstrap"], tempfile::tempdir().unwrap());
+    let mut process = ServerProcess::start(&db.url, &["--no-bootstrap"]);
     let channels: Vec<_> = futures_channels(process.addr, 4).await;
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
     let mut writers = JoinSet::new();

@@ -134,7 +134,7 @@ async fn reflection_v1alpha_lists_every_service() {
 
 #[tokio::test]
 async fn sigterm_turns_an_open_health_watch_to_not_serving_and_exits_zero_within_the_grace() {
-    let mut process = spawn_process(&["--shutdown-grace", "2s"]);
+    let (mut process, _dir) = spawn_process(&["--shutdown-grace", "2s"]);
     let mut health = HealthClient::new(connect(process.addr).await);
     let mut watch = health
         .watch(HealthCheckRequest {

@@ -1,14 +1,11 @@
 //! Spawning servers for tests (in-process or as the real binary), workspaces
 //! with keys, and assertions on error statuses.
 
-use std::{
-    net::SocketAddr,
-    process::{Child, Command, Stdio},
-    sync::Arc,
-    time::Duration,
-};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use clap::Parser;
+
+use crate::process::ServerProcess;
 use tempfile::TempDir;
 use tokio::{sync::oneshot, task::JoinHandle};
 use tonic::{Code, Request, Status, transport::Channel};
@@ -296,66 +293,12 @@ where
     false
 }
 
-/// The real binary, started with `args`, with JSON logs on stderr.
-pub(crate) struct Process {
-    /// The child process.
-    pub(crate) child: Child,
-    /// The address it logged it serves on.
-    pub(crate) addr: SocketAddr,
-    _dir: TempDir,
-}
-
 /// Starts `vevee-attributes serve` on a free port over a fresh SQLite file
-/// and waits until it serves.
-pub(crate) fn spawn_process(extra: &[&str]) -> Process {
+/// (kept as long as the returned directory) and waits until it serves.
+pub(crate) fn spawn_process(extra: &[&str]) -> (ServerProcess, TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("test.db").display());
-    spawn_process_on(&url, extra, dir)
-}
-
-/// Starts `vevee-attributes serve` on a free port over the database at
-/// `url`; `dir` is kept as long as the process handle.
-pub(crate) fn spawn_process_on(url: &str, extra: &[&str], dir: TempDir) -> Process {
-    use std::io::{BufRead, BufReader};
-
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vevee-attributes"))
-        .args(["serve", "--grpc-addr", "127.0.0.1:0", "--database-url", url])
-        .args(extra)
-        .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("binary starts");
-    let stderr = child.stderr.take().expect("piped stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = serving_addr(&line)
-                && let Some(tx) = tx.take()
-            {
-                let _ = tx.send(addr);
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the server logs the address it serves on");
-    Process {
-        child,
-        addr,
-        _dir: dir,
-    }
-}
-
-/// The `addr` of the "serving gRPC" JSON log line.
-fn serving_addr(line: &str) -> Option<SocketAddr> {
-    let value: serde_json::Value = serde_json::from_str(line).ok()?;
-    if value.get("message")?.as_str()? != "serving gRPC" {
-        return None;
-    }
-    value.get("addr")?.as_str()?.parse().ok()
+    (ServerProcess::start(&url, extra), dir)
 }
 
 /// A channel to `addr`.

@@ -8,6 +8,9 @@ mod common;
 mod definitions;
 mod durability;
 mod errors;
+#[path = "../common/process.rs"]
+mod process;
+
 mod foundation;
 mod helpers;
 mod outage;
