@@ -8,7 +8,7 @@ use vevee_attributes::proto::v1::{self as pb, AttributeType};
 use crate::{
     backend_tests,
     common::TestDb,
-    helpers::{authed, define, s, set, single_choice, spawn_app},
+    helpers::{archive, authed, define, s, set, single_choice, spawn_app},
 };
 
 backend_tests! {
@@ -104,13 +104,7 @@ async fn pages_visit_every_definition_once_in_key_order(db: &TestDb) {
     for name in &names {
         define(&app, name, &keys.sk_live, AttributeType::Boolean, None).await;
     }
-    app.definitions()
-        .archive_attribute_definition(authed(
-            &keys.sk_live,
-            pb::ArchiveAttributeDefinitionRequest { key: "a".into() },
-        ))
-        .await
-        .unwrap();
+    archive(&app, &keys.sk_live, "a").await;
 
     let mut seen = Vec::new();
     let mut token = String::new();

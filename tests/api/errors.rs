@@ -10,8 +10,8 @@ use crate::{
     backend_tests,
     common::TestDb,
     helpers::{
-        TestApp, assert_refused, authed, define, error_attribute, get, s, set, single_choice,
-        spawn_app,
+        TestApp, archive, assert_refused, authed, define, error_attribute, get, s, set,
+        single_choice, spawn_app,
     },
 };
 
@@ -152,13 +152,7 @@ async fn text_over_max_length_is_too_long(db: &TestDb) {
 
 async fn writes_to_an_archived_attribute_are_refused(db: &TestDb) {
     let (app, keys) = setup(db).await;
-    app.definitions()
-        .archive_attribute_definition(authed(
-            &keys.sk_live,
-            pb::ArchiveAttributeDefinitionRequest { key: "name".into() },
-        ))
-        .await
-        .unwrap();
+    archive(&app, &keys.sk_live, "name").await;
     let status = assert_refused(
         set(&app, &keys.sk_live, "u", "name", s("Ada")).await,
         Code::FailedPrecondition,

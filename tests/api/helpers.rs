@@ -236,6 +236,17 @@ pub(crate) async fn define(
         .into_inner()
 }
 
+/// Archives `key` (it must exist).
+pub(crate) async fn archive(app: &TestApp, secret: &str, key: &str) {
+    app.definitions()
+        .archive_attribute_definition(authed(
+            secret,
+            pb::ArchiveAttributeDefinitionRequest { key: key.into() },
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("archive {key}: {e:?}"));
+}
+
 /// SetAttribute of one value.
 pub(crate) async fn set(
     app: &TestApp,

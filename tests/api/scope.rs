@@ -10,7 +10,7 @@ use vevee_attributes::proto::v1::{self as pb, AttributeType};
 use crate::{
     backend_tests,
     common::TestDb,
-    helpers::{assert_refused, authed, define, eventually, get, s, set, spawn_app},
+    helpers::{archive, assert_refused, authed, define, eventually, get, s, set, spawn_app},
 };
 
 backend_tests! {
@@ -245,13 +245,7 @@ async fn an_archived_attribute_is_refused_within_the_cache_bound_on_every_replic
     define(&one, "name", &keys.sk_live, AttributeType::Text, None).await;
     set(&two, &keys.sk_live, "u", "name", s("x")).await.unwrap();
 
-    one.definitions()
-        .archive_attribute_definition(authed(
-            &keys.sk_live,
-            pb::ArchiveAttributeDefinitionRequest { key: "name".into() },
-        ))
-        .await
-        .unwrap();
+    archive(&one, &keys.sk_live, "name").await;
     // At once on the replica that archived it.
     assert_refused(
         set(&one, &keys.sk_live, "u", "name", s("x")).await,

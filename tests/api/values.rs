@@ -11,7 +11,7 @@ use crate::{
     backend_tests,
     common::TestDb,
     helpers::{
-        assert_refused, authed, define, get, list, multi_choice, n, s, set, single_choice,
+        archive, assert_refused, authed, define, get, list, multi_choice, n, s, set, single_choice,
         spawn_app,
     },
 };
@@ -174,15 +174,7 @@ async fn set_attributes_is_all_or_nothing_with_one_violation_per_failing_value(d
     define(&app, "seats", &keys.sk_live, AttributeType::Number, None).await;
     define(&app, "name", &keys.sk_live, AttributeType::Text, None).await;
     define(&app, "zzz_old", &keys.sk_live, AttributeType::Text, None).await;
-    app.definitions()
-        .archive_attribute_definition(authed(
-            &keys.sk_live,
-            pb::ArchiveAttributeDefinitionRequest {
-                key: "zzz_old".into(),
-            },
-        ))
-        .await
-        .unwrap();
+    archive(&app, &keys.sk_live, "zzz_old").await;
 
     let result = app
         .attributes()
@@ -252,13 +244,7 @@ async fn clear_reports_whether_a_value_was_set_and_works_on_archived_attributes(
     };
     assert!(!clear("other").await.cleared, "no value was set");
 
-    app.definitions()
-        .archive_attribute_definition(authed(
-            &keys.sk_live,
-            pb::ArchiveAttributeDefinitionRequest { key: "name".into() },
-        ))
-        .await
-        .unwrap();
+    archive(&app, &keys.sk_live, "name").await;
     let cleared = clear("name").await;
     assert!(cleared.cleared, "archived values can still be removed");
     assert_eq!(cleared.attribute, "name");
@@ -295,13 +281,7 @@ async fn archived_values_are_hidden_unless_asked_for(db: &TestDb) {
     set(&app, &keys.sk_live, "u", "name", s("Ada"))
         .await
         .unwrap();
-    app.definitions()
-        .archive_attribute_definition(authed(
-            &keys.sk_live,
-            pb::ArchiveAttributeDefinitionRequest { key: "name".into() },
-        ))
-        .await
-        .unwrap();
+    archive(&app, &keys.sk_live, "name").await;
     assert!(
         get(&app, &keys.sk_live, "u")
             .await
