@@ -118,6 +118,15 @@ pub struct ServeArgs {
     #[arg(long, env = "WRITE_COMMITS_IN_FLIGHT", default_value_t = 2)]
     pub write_commits_in_flight: usize,
 
+    /// PostgreSQL only: most reads answered by one query (reads that arrive
+    /// while every read slot is busy are batched); 1 turns batching off.
+    #[arg(long, env = "MAX_READ_BATCH", default_value_t = 128)]
+    pub max_read_batch: usize,
+
+    /// PostgreSQL only: most batches of reads running at once.
+    #[arg(long, env = "READS_IN_FLIGHT", default_value_t = 2)]
+    pub reads_in_flight: usize,
+
     /// Don't create a first workspace (and print its keys) when the database has none.
     #[arg(long, env = "NO_BOOTSTRAP")]
     pub no_bootstrap: bool,

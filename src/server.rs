@@ -120,17 +120,24 @@ impl Application {
                     source,
                 })?;
         let mut store = open_store(&args.database).await?;
-        if args.max_write_batch > 1 {
-            let commits = if args.database.database_url.starts_with("sqlite:") {
+        let sqlite = args.database.database_url.starts_with("sqlite:");
+        let writes = storage::Lanes {
+            // SQLite has one writer.
+            in_flight: if sqlite {
                 1
             } else {
                 args.write_commits_in_flight
-            };
-            store = Arc::new(storage::Coalescing::new(
-                store,
-                commits,
-                args.max_write_batch,
-            ));
+            },
+            max_batch: args.max_write_batch,
+        };
+        // SQLite reads are in-process calls on a pool of readers: there is
+        // no round trip to save, so they stay parallel and unbatched.
+        let reads = (!sqlite && args.max_read_batch > 1).then_some(storage::Lanes {
+            in_flight: args.reads_in_flight,
+            max_batch: args.max_read_batch,
+        });
+        if writes.max_batch > 1 || reads.is_some() {
+            store = Arc::new(storage::Coalescing::new(store, writes, reads));
         }
         if !args.no_bootstrap {
             bootstrap(store.as_ref())

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 use vevee_attributes::storage::{
-    self, Coalescing, DefinitionChanges, Error, KeyKind, Mode, NewApiKey, NewDefinition, PersonId,
-    PersonWrite, Settings, Store, StoreOptions, WorkspaceId,
+    self, Coalescing, DefinitionChanges, Error, KeyKind, Lanes, Mode, NewApiKey, NewDefinition,
+    PersonId, PersonRead, PersonWrite, Settings, Store, StoreOptions, WorkspaceId,
 };
 
 backend_tests! {
@@ -36,6 +36,7 @@ backend_tests! {
     one_failing_write_in_a_batch_fails_alone_while_its_neighbours_commit,
     a_batch_writing_one_person_twice_keeps_the_last_value,
     coalesced_concurrent_writes_all_persist_with_their_own_results,
+    a_batch_of_reads_answers_each_read_as_if_alone,
 }
 
 /// A workspace with a `text` definition for each of `keys`.
@@ -1118,10 +1119,16 @@ async fn a_batch_writing_one_person_twice_keeps_the_last_value(db: &TestDb) {
     );
 }
 
+/// Two batches in flight, up to 64 operations each.
+const LANES: Lanes = Lanes {
+    in_flight: 2,
+    max_batch: 64,
+};
+
 async fn coalesced_concurrent_writes_all_persist_with_their_own_results(db: &TestDb) {
     let raw = db.store().await;
     let ws = workspace_with(&raw, &["n"]).await;
-    let store: Arc<dyn Store> = Arc::new(Coalescing::new(raw.clone(), 2, 64));
+    let store: Arc<dyn Store> = Arc::new(Coalescing::new(raw.clone(), LANES, Some(LANES)));
     let mut tasks = JoinSet::new();
     for i in 0..200 {
         let store = store.clone();
@@ -1155,4 +1162,94 @@ async fn coalesced_concurrent_writes_all_persist_with_their_own_results(db: &Tes
             assert!(stored.is_none(), "a failed write creates no person");
         }
     }
+}
+
+async fn a_batch_of_reads_answers_each_read_as_if_alone(db: &TestDb) {
+    let store = db.store().await;
+    let ws = workspace_with(&store, &["a", "b", "old"]).await;
+    let other = workspace_with(&store, &["a"]).await;
+    for (person, pairs) in [
+        (
+            "ada",
+            vec![("b", json!("2")), ("a", json!("1")), ("old", json!("x"))],
+        ),
+        ("bob", vec![("a", json!("3"))]),
+    ] {
+        store
+            .write_values(ws, Mode::Live, person, &values(&pairs))
+            .await
+            .unwrap();
+    }
+    store
+        .write_values(other, Mode::Live, "ada", &values(&[("a", json!("other"))]))
+        .await
+        .unwrap();
+    store
+        .write_values(ws, Mode::Test, "ada", &values(&[("a", json!("test"))]))
+        .await
+        .unwrap();
+    // A person whose only value is cleared exists without values.
+    store
+        .write_values(ws, Mode::Live, "emptied", &values(&[("a", json!("4"))]))
+        .await
+        .unwrap();
+    store
+        .clear_value(ws, Mode::Live, "emptied", "a")
+        .await
+        .unwrap();
+    store.set_archived(ws, "old", true).await.unwrap();
+
+    let read = |ws, mode, who: &str, keys: Option<&[&str]>, include_archived| PersonRead {
+        workspace: ws,
+        mode,
+        distinct_id: who.to_owned(),
+        keys: keys.map(|k| k.iter().map(|k| (*k).to_owned()).collect()),
+        include_archived,
+    };
+    let reads = vec![
+        read(ws, Mode::Live, "ada", None, false),
+        read(ws, Mode::Live, "nobody", None, false),
+        read(ws, Mode::Live, "ada", None, true),
+        read(ws, Mode::Live, "ada", Some(&["b", "old"]), false),
+        read(ws, Mode::Live, "ada", Some(&["old"]), true),
+        read(ws, Mode::Test, "ada", None, false),
+        read(other, Mode::Live, "ada", None, false),
+        read(ws, Mode::Live, "bob", Some(&["b"]), false),
+        read(ws, Mode::Live, "emptied", None, true),
+        read(ws, Mode::Live, "ada", None, false),
+    ];
+    let batch = store.read_batch(reads.clone()).await.unwrap();
+    assert_eq!(batch.len(), reads.len());
+    for (read, answer) in reads.iter().zip(&batch) {
+        let alone = store
+            .read_values(
+                read.workspace,
+                read.mode,
+                &read.distinct_id,
+                read.keys.as_deref(),
+                read.include_archived,
+            )
+            .await
+            .unwrap();
+        assert_eq!(answer, &alone, "{read:?}");
+    }
+    let keys = |i: usize| -> Option<Vec<String>> {
+        batch[i]
+            .as_ref()
+            .map(|p| p.values.iter().map(|v| v.key.clone()).collect())
+    };
+    assert_eq!(keys(0), Some(vec!["a".into(), "b".into()]));
+    assert_eq!(keys(1), None);
+    assert_eq!(keys(2), Some(vec!["a".into(), "b".into(), "old".into()]));
+    assert_eq!(keys(3), Some(vec!["b".into()]));
+    assert_eq!(keys(4), Some(vec!["old".into()]));
+    assert_eq!(keys(5), Some(vec!["a".into()]));
+    assert_eq!(batch[6].as_ref().unwrap().values[0].value, json!("other"));
+    assert_eq!(keys(7), Some(vec![]));
+    assert_eq!(keys(8), Some(vec![]));
+    assert_eq!(batch[0], batch[9]);
+    assert_ne!(
+        batch[0].as_ref().unwrap().person_id,
+        batch[5].as_ref().unwrap().person_id
+    );
 }

@@ -2,7 +2,7 @@
 //! together in the next one, so a busy server pays one round trip and one
 //! durable flush for many writes instead of one each.
 
-use std::sync::Arc;
+use std::{future::Future, sync::Arc};
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -10,56 +10,93 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::storage::{
     ApiKeyId, ApiKeyRecord, Cleared, DefinitionChanges, DefinitionRecord, Error, Mode, NewApiKey,
-    NewDefinition, PersonId, PersonValues, PersonWrite, Result, Settings, Store, Workspace,
-    WorkspaceId,
+    NewDefinition, PersonId, PersonRead, PersonValues, PersonWrite, Result, Settings, Store,
+    Workspace, WorkspaceId,
 };
 
 /// A write waiting for its commit.
-struct Job {
+struct WriteJob {
     write: PersonWrite,
     /// Answered only after the commit holding the write is durable.
     reply: oneshot::Sender<Result<PersonId>>,
 }
 
+/// A read waiting for its batch.
+struct ReadJob {
+    read: PersonRead,
+    reply: oneshot::Sender<Result<Option<PersonValues>>>,
+}
+
+/// How many batches may run at once and how large they get.
+#[derive(Debug, Clone, Copy)]
+pub struct Lanes {
+    /// Most batches being run at once (at least 1).
+    pub in_flight: usize,
+    /// Most operations in one batch; 1 turns batching off.
+    pub max_batch: usize,
+}
+
 /// A [`Store`] whose `write_values` calls are coalesced into
-/// [`Store::write_batch`] calls; everything else goes straight through.
+/// [`Store::write_batch`] calls and, when asked, whose `read_values` calls
+/// are coalesced into [`Store::read_batch`] calls; everything else goes
+/// straight through.
 ///
-/// At most `commits_in_flight` batches are being committed at once. A write
-/// that finds a free slot is committed at once (no added latency when idle);
-/// writes that arrive while every slot is busy queue, and the next free slot
-/// takes all of them (up to `max_batch`) as one batch. Each write keeps its
-/// own result: the batch commit isolates a failing write.
+/// At most `in_flight` batches of each kind run at once. An operation that
+/// finds a free slot runs at once (no added latency when idle); operations
+/// that arrive while every slot is busy queue, and the next free slot takes
+/// all of them (up to `max_batch`) as one batch. Each operation keeps its
+/// own result: the batch commit isolates a failing write. A read joins only
+/// a batch that starts after it arrived, so it sees every write
+/// acknowledged before it was asked.
 pub struct Coalescing {
     inner: Arc<dyn Store>,
-    queue: mpsc::Sender<Job>,
+    writes: mpsc::Sender<WriteJob>,
+    reads: Option<mpsc::Sender<ReadJob>>,
 }
 
 impl Coalescing {
-    /// Coalesces the writes of `inner`. Must be called inside a tokio runtime.
-    pub fn new(inner: Arc<dyn Store>, commits_in_flight: usize, max_batch: usize) -> Self {
-        let max_batch = max_batch.max(1);
-        // Bounded: under overload, callers wait here (and their deadlines
-        // apply) rather than growing the queue without end.
-        let (queue, jobs) = mpsc::channel(max_batch * commits_in_flight.max(1) * 4);
-        tokio::spawn(collect(
-            inner.clone(),
-            jobs,
-            commits_in_flight.max(1),
-            max_batch,
-        ));
-        Self { inner, queue }
+    /// Coalesces the writes of `inner`, and its reads too when `reads` is
+    /// given. Must be called inside a tokio runtime.
+    pub fn new(inner: Arc<dyn Store>, writes: Lanes, reads: Option<Lanes>) -> Self {
+        let store = inner.clone();
+        let writes = lane(writes, move |batch| commit(store.clone(), batch));
+        let reads = reads.map(|lanes| {
+            let store = inner.clone();
+            lane(lanes, move |batch| read(store.clone(), batch))
+        });
+        Self {
+            inner,
+            writes,
+            reads,
+        }
     }
 }
 
-/// Takes queued writes in batches and commits each batch in a task of its
-/// own, so a cancelled request never cuts a commit short.
-async fn collect(
-    store: Arc<dyn Store>,
-    mut jobs: mpsc::Receiver<Job>,
-    commits_in_flight: usize,
-    max_batch: usize,
-) {
-    let slots = Arc::new(Semaphore::new(commits_in_flight));
+/// Starts a collector running batches of the jobs sent to the returned queue.
+fn lane<J, F, Fut>(lanes: Lanes, run: F) -> mpsc::Sender<J>
+where
+    J: Send + 'static,
+    F: Fn(Vec<J>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let in_flight = lanes.in_flight.max(1);
+    let max_batch = lanes.max_batch.max(1);
+    // Bounded: under overload, callers wait here (and their deadlines
+    // apply) rather than growing the queue without end.
+    let (queue, jobs) = mpsc::channel(max_batch * in_flight * 4);
+    tokio::spawn(collect(jobs, in_flight, max_batch, run));
+    queue
+}
+
+/// Takes queued jobs in batches and runs each batch in a task of its own,
+/// so a cancelled request never cuts a commit short.
+async fn collect<J, F, Fut>(mut jobs: mpsc::Receiver<J>, in_flight: usize, max_batch: usize, run: F)
+where
+    J: Send + 'static,
+    F: Fn(Vec<J>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(in_flight));
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
@@ -74,21 +111,35 @@ async fn collect(
                 Err(_) => break,
             }
         }
-        let store = store.clone();
+        let batch = run(batch);
         tokio::spawn(async move {
-            commit(store.as_ref(), batch).await;
+            batch.await;
             drop(slot);
         });
     }
 }
 
-async fn commit(store: &dyn Store, batch: Vec<Job>) {
+async fn commit(store: Arc<dyn Store>, batch: Vec<WriteJob>) {
     let (writes, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|j| (j.write, j.reply)).unzip();
-    match store.write_batch(writes).await {
-        Ok(results) => {
-            for (reply, result) in replies.into_iter().zip(results) {
-                // The caller may have gone (cancelled); its write stands.
-                let _ = reply.send(result);
+    answer(replies, store.write_batch(writes).await, |r| r);
+}
+
+async fn read(store: Arc<dyn Store>, batch: Vec<ReadJob>) {
+    let (reads, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|j| (j.read, j.reply)).unzip();
+    answer(replies, store.read_batch(reads).await, Ok);
+}
+
+/// Sends each job its own answer, or each a copy of the batch's error.
+fn answer<A, T>(
+    replies: Vec<oneshot::Sender<Result<T>>>,
+    outcome: Result<Vec<A>>,
+    each: impl Fn(A) -> Result<T>,
+) {
+    match outcome {
+        Ok(answers) => {
+            for (reply, a) in replies.into_iter().zip(answers) {
+                // The caller may have gone (cancelled); a write stands.
+                let _ = reply.send(each(a));
             }
         }
         Err(error) => {
@@ -97,6 +148,17 @@ async fn commit(store: &dyn Store, batch: Vec<Job>) {
             }
         }
     }
+}
+
+/// Queues the job `make` builds and waits for its answer.
+async fn ask<J, T>(
+    queue: &mpsc::Sender<J>,
+    make: impl FnOnce(oneshot::Sender<Result<T>>) -> J,
+) -> Result<T> {
+    let (reply, answer) = oneshot::channel();
+    let gone = || Error::Unexpected("the coalescer stopped".into());
+    queue.send(make(reply)).await.map_err(|_| gone())?;
+    answer.await.map_err(|_| gone())?
 }
 
 impl Error {
@@ -120,19 +182,13 @@ impl Store for Coalescing {
         distinct_id: &str,
         values: &[(String, Value)],
     ) -> Result<PersonId> {
-        let (reply, answer) = oneshot::channel();
-        let job = Job {
-            write: PersonWrite {
-                workspace: ws,
-                mode,
-                distinct_id: distinct_id.to_owned(),
-                values: values.to_vec(),
-            },
-            reply,
+        let write = PersonWrite {
+            workspace: ws,
+            mode,
+            distinct_id: distinct_id.to_owned(),
+            values: values.to_vec(),
         };
-        let gone = || Error::Unexpected("the write coalescer stopped".into());
-        self.queue.send(job).await.map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
+        ask(&self.writes, |reply| WriteJob { write, reply }).await
     }
 
     async fn write_batch(&self, writes: Vec<PersonWrite>) -> Result<Vec<Result<PersonId>>> {
@@ -242,9 +298,24 @@ impl Store for Coalescing {
         keys: Option<&[String]>,
         include_archived: bool,
     ) -> Result<Option<PersonValues>> {
-        self.inner
-            .read_values(ws, mode, distinct_id, keys, include_archived)
-            .await
+        let Some(reads) = &self.reads else {
+            return self
+                .inner
+                .read_values(ws, mode, distinct_id, keys, include_archived)
+                .await;
+        };
+        let read = PersonRead {
+            workspace: ws,
+            mode,
+            distinct_id: distinct_id.to_owned(),
+            keys: keys.map(<[String]>::to_vec),
+            include_archived,
+        };
+        ask(reads, |reply| ReadJob { read, reply }).await
+    }
+
+    async fn read_batch(&self, reads: Vec<PersonRead>) -> Result<Vec<Option<PersonValues>>> {
+        self.inner.read_batch(reads).await
     }
 
     async fn clear_value(

@@ -27,7 +27,7 @@ mod coalesce;
 mod postgres;
 mod sqlite;
 
-pub use coalesce::Coalescing;
+pub use coalesce::{Coalescing, Lanes};
 
 /// The result of every storage operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -248,6 +248,21 @@ pub struct PersonWrite {
     pub distinct_id: String,
     /// The values by attribute key (keys must have definitions).
     pub values: Vec<(String, Value)>,
+}
+
+/// One person's values to read, as one unit of a batch of reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PersonRead {
+    /// The workspace.
+    pub workspace: WorkspaceId,
+    /// The mode of the key that reads.
+    pub mode: Mode,
+    /// The person's distinct_id (validated by the caller).
+    pub distinct_id: String,
+    /// Only these attribute keys, when given.
+    pub keys: Option<Vec<String>>,
+    /// Whether values of archived definitions are included.
+    pub include_archived: bool,
 }
 
 /// One stored attribute value of a person.
@@ -516,6 +531,28 @@ pub trait Store: Send + Sync + 'static {
     /// whole batch failed (an outage) and nothing of it was written.
     async fn write_batch(&self, writes: Vec<PersonWrite>) -> Result<Vec<Result<PersonId>>>;
 
+    /// Several reads as one (coalesced reads): each read's answer as
+    /// [`Store::read_values`] gives it, in order. Every read sees every write
+    /// committed before the batch started. The error means the whole batch
+    /// failed (an outage). By default, the reads run one after another.
+    async fn read_batch(&self, reads: Vec<PersonRead>) -> Result<Vec<Option<PersonValues>>> {
+        let mut answers = Vec::with_capacity(reads.len());
+        for r in reads {
+            let keys = r.keys.as_deref();
+            answers.push(
+                self.read_values(
+                    r.workspace,
+                    r.mode,
+                    &r.distinct_id,
+                    keys,
+                    r.include_archived,
+                )
+                .await?,
+            );
+        }
+        Ok(answers)
+    }
+
     /// A person's values (only `keys` when given), sorted by key in byte
     /// order; values of archived definitions only with `include_archived`.
     /// `None` if the person does not exist.
@@ -576,6 +613,50 @@ fn last_value_per_key(values: &[(String, Value)]) -> Vec<(String, Value)> {
         }
     }
     out
+}
+
+/// One row of a batch of reads: the read's index, its person, then a value
+/// and whether its definition is archived, or NULLs.
+type BatchValueRow = (
+    i32,
+    PersonId,
+    Option<String>,
+    Option<Value>,
+    Option<DateTime<Utc>>,
+    Option<bool>,
+);
+
+/// The answers to `reads` from the rows of a batch read: a person without a
+/// row does not exist; each read keeps the values its filters allow, sorted
+/// by key in byte order.
+fn answer_reads(reads: &[PersonRead], rows: Vec<BatchValueRow>) -> Vec<Option<PersonValues>> {
+    let mut answers: Vec<Option<PersonValues>> = vec![None; reads.len()];
+    for (i, person_id, key, value, updated_at, archived) in rows {
+        let Some(i) = usize::try_from(i).ok().filter(|i| *i < reads.len()) else {
+            continue;
+        };
+        let read = &reads[i];
+        let answer = answers[i].get_or_insert_with(|| PersonValues {
+            person_id,
+            values: Vec::new(),
+        });
+        let (Some(key), Some(value), Some(updated_at)) = (key, value, updated_at) else {
+            continue;
+        };
+        let wanted = read.keys.as_ref().is_none_or(|keys| keys.contains(&key))
+            && (read.include_archived || archived != Some(true));
+        if wanted {
+            answer.values.push(ValueRecord {
+                key,
+                value,
+                updated_at,
+            });
+        }
+    }
+    for answer in answers.iter_mut().flatten() {
+        answer.values.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+    }
+    answers
 }
 
 /// One row of `read_values`: the person, then a value or NULLs.

@@ -5,21 +5,24 @@
 //! request could leave open. Concurrency relies on READ COMMITTED semantics
 //! of `INSERT .. ON CONFLICT`, explained where it matters.
 
-use std::str::FromStr;
+use std::{future::Future, pin::Pin, str::FromStr, sync::Arc};
 
 use async_trait::async_trait;
 use moka::future::Cache;
 use serde_json::Value;
 use sqlx::error::DatabaseError;
-use sqlx::postgres::{PgConnectOptions, PgDatabaseError, PgPool, PgPoolOptions};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{
+    PgConnectOptions, PgConnection, PgDatabaseError, PgPool, PgPoolOptions, Postgres,
+};
 use tracing::instrument;
 use uuid::Uuid;
 
 use crate::storage::{
-    ApiKeyId, ApiKeyRecord, Cleared, DefinitionChanges, DefinitionRecord, Error, Mode, NewApiKey,
-    NewDefinition, PersonId, PersonValues, PersonWrite, Result, Settings, Store, StoreOptions,
-    ValueRow, Workspace, WorkspaceId, collect_values, detached, last_value_per_key, now,
-    unique_violation_is_already_exists,
+    ApiKeyId, ApiKeyRecord, BatchValueRow, Cleared, DefinitionChanges, DefinitionRecord, Error,
+    Mode, NewApiKey, NewDefinition, PersonId, PersonRead, PersonValues, PersonWrite, Result,
+    Settings, Store, StoreOptions, Workspace, WorkspaceId, answer_reads, detached,
+    last_value_per_key, now, unique_violation_is_already_exists,
 };
 
 /// A [`Store`] on PostgreSQL.
@@ -27,6 +30,9 @@ pub(crate) struct PgStore {
     /// Shared by all operations; cloning it is cheap (an `Arc`), which lets
     /// each operation own a handle inside its detached task.
     pool: PgPool,
+    /// Connections of the hot paths (values read and written), kept between
+    /// uses; see [`Held`].
+    held: Arc<Held>,
     /// Persons seen by this process. Persons are never deleted and their
     /// person_id never changes, so an entry can't go stale; a batch writing
     /// only known persons skips the person upsert (a row update each).
@@ -46,10 +52,72 @@ impl PgStore {
             .acquire_timeout(opts.acquire_timeout)
             .connect_with(connect_options)
             .await?;
+        // Half the pool at most (none of a pool of one), so that
+        // definitions, keys and the health probe always find a connection.
+        let held = Held::new(pool.clone(), (opts.max_connections / 2) as usize);
         Ok(PgStore {
             pool,
+            held: Arc::new(held),
             persons: Cache::new(KNOWN_PERSONS),
         })
+    }
+}
+
+/// A query future borrowing its connection.
+type OnConnection<'c, T> = Pin<Box<dyn Future<Output = sqlx::Result<T>> + Send + 'c>>;
+
+/// Connections taken from the pool and kept between queries.
+///
+/// sqlx tests every connection that goes back to its pool with a round trip
+/// (a `Sync` message answered by `ReadyForQuery`), which doubles the round
+/// trips and database wake-ups of a one-query operation. The hot paths run
+/// on connections kept here instead: a connection comes back after a query
+/// that succeeded (so it is idle and in sync); after any failure it goes
+/// back to the pool, which tests or closes it, and after an outage every
+/// kept connection does too, since they likely share the fault.
+struct Held {
+    pool: PgPool,
+    idle: std::sync::Mutex<Vec<PoolConnection<Postgres>>>,
+    max_idle: usize,
+}
+
+impl Held {
+    fn new(pool: PgPool, max_idle: usize) -> Self {
+        Self {
+            pool,
+            idle: std::sync::Mutex::new(Vec::with_capacity(max_idle)),
+            max_idle,
+        }
+    }
+
+    /// A kept connection, or a new one from the pool.
+    async fn take(&self) -> Result<PoolConnection<Postgres>> {
+        let kept = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match kept {
+            Some(conn) => Ok(conn),
+            None => Ok(self.pool.acquire().await?),
+        }
+    }
+
+    /// Keeps `conn` after `outcome`, or lets it go back to the pool.
+    fn give_back<T>(&self, conn: PoolConnection<Postgres>, outcome: &Result<T>) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        match outcome {
+            Ok(_) if idle.len() < self.max_idle => idle.push(conn),
+            Err(Error::Unavailable(_)) => idle.clear(),
+            _ => {}
+        }
+    }
+
+    /// Runs `op` on a kept connection.
+    async fn run<T, F>(&self, op: F) -> Result<T>
+    where
+        F: for<'c> FnOnce(&'c mut PgConnection) -> OnConnection<'c, T>,
+    {
+        let mut conn = self.take().await?;
+        let outcome = op(&mut conn).await.map_err(Error::from);
+        self.give_back(conn, &outcome);
+        outcome
     }
 }
 
@@ -404,25 +472,27 @@ impl Store for PgStore {
         distinct_id: &str,
         values: &[(String, Value)],
     ) -> Result<PersonId> {
-        let pool = self.pool.clone();
+        let held = self.held.clone();
         let distinct_id = distinct_id.to_owned();
         let (keys, values): (Vec<String>, Vec<Value>) =
             last_value_per_key(values).into_iter().unzip();
         detached(async move {
-            // One statement, so all or nothing without a BEGIN.
-            //
-            // The person upsert uses DO UPDATE, not DO NOTHING: under READ
-            // COMMITTED, DO NOTHING returns no row when another transaction
-            // inserted the person concurrently, and a follow-up SELECT in
-            // the same statement cannot see that row (same snapshot). DO
-            // UPDATE waits for the other insert, locks its row and returns
-            // its person_id, so concurrent first writes agree on one person.
-            // Setting distinct_id to itself changes no indexed value, so the
-            // update is a cheap HOT update. The row lock it takes also
-            // serialises concurrent writes to one person, so the last
-            // committed write of an attribute wins cleanly.
-            let person = sqlx::query_scalar(
-                "WITH person AS ( \
+            held.run(move |conn| {
+                Box::pin(async move {
+                    // One statement, so all or nothing without a BEGIN.
+                    //
+                    // The person upsert uses DO UPDATE, not DO NOTHING: under READ
+                    // COMMITTED, DO NOTHING returns no row when another transaction
+                    // inserted the person concurrently, and a follow-up SELECT in
+                    // the same statement cannot see that row (same snapshot). DO
+                    // UPDATE waits for the other insert, locks its row and returns
+                    // its person_id, so concurrent first writes agree on one person.
+                    // Setting distinct_id to itself changes no indexed value, so the
+                    // update is a cheap HOT update. The row lock it takes also
+                    // serialises concurrent writes to one person, so the last
+                    // committed write of an attribute wins cleanly.
+                    sqlx::query_scalar(
+                        "WITH person AS ( \
                      INSERT INTO persons (workspace_id, mode, distinct_id, person_id, created_at) \
                      VALUES ($1, $2, $3, $4, $5) \
                      ON CONFLICT (workspace_id, mode, distinct_id) \
@@ -437,31 +507,33 @@ impl Store for PgStore {
                      DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at \
                  ) \
                  SELECT person_id FROM person",
-            )
-            .bind(ws)
-            .bind(mode.as_str())
-            .bind(distinct_id)
-            .bind(PersonId(Uuid::now_v7()))
-            .bind(now())
-            .bind(keys)
-            .bind(values)
-            .fetch_one(&pool)
-            .await?;
-            Ok(person)
+                    )
+                    .bind(ws)
+                    .bind(mode.as_str())
+                    .bind(distinct_id)
+                    .bind(PersonId(Uuid::now_v7()))
+                    .bind(now())
+                    .bind(keys)
+                    .bind(values)
+                    .fetch_one(conn)
+                    .await
+                })
+            })
+            .await
         })
         .await
     }
 
     #[instrument(level = "debug", skip_all, fields(writes = writes.len()))]
     async fn write_batch(&self, writes: Vec<PersonWrite>) -> Result<Vec<Result<PersonId>>> {
-        let pool = self.pool.clone();
+        let held = self.held.clone();
         let mut known = Vec::with_capacity(writes.len());
         for w in &writes {
             let key = (w.workspace, w.mode, w.distinct_id.clone());
             known.push(self.persons.get(&key).await);
         }
         let batch = BatchArrays::new(&writes, &known);
-        let all = detached(async move { batch.write(&pool).await }).await;
+        let all = detached(async move { held.run(|conn| Box::pin(batch.write(conn))).await }).await;
         match all {
             Ok(ids) => {
                 for (w, (id, known)) in writes.iter().zip(ids.iter().zip(&known)) {
@@ -501,36 +573,62 @@ impl Store for PgStore {
         keys: Option<&[String]>,
         include_archived: bool,
     ) -> Result<Option<PersonValues>> {
-        let pool = self.pool.clone();
-        let distinct_id = distinct_id.to_owned();
-        let keys = keys.map(<[String]>::to_vec);
+        let read = PersonRead {
+            workspace: ws,
+            mode,
+            distinct_id: distinct_id.to_owned(),
+            keys: keys.map(<[String]>::to_vec),
+            include_archived,
+        };
+        Ok(self.read_batch(vec![read]).await?.pop().flatten())
+    }
+
+    #[instrument(level = "debug", skip_all, fields(reads = reads.len()))]
+    async fn read_batch(&self, reads: Vec<PersonRead>) -> Result<Vec<Option<PersonValues>>> {
+        let held = self.held.clone();
         detached(async move {
-            // The LEFT JOIN yields one row of NULLs for a person without
-            // (visible) values, and no row at all for an unknown person, so
-            // one query answers both "who" and "what". Archived values are
-            // dropped by an anti-join probe per value, which keeps the value
-            // scan a primary-key prefix scan.
-            let rows: Vec<ValueRow> = sqlx::query_as(
-                "SELECT p.person_id, v.attribute_key, v.value, v.updated_at \
-                 FROM persons p \
-                 LEFT JOIN attribute_values v \
-                   ON v.workspace_id = p.workspace_id AND v.person_id = p.person_id \
-                  AND ($4::text[] IS NULL OR v.attribute_key = ANY ($4)) \
-                  AND ($5 OR NOT EXISTS ( \
-                      SELECT 1 FROM attribute_definitions d \
-                      WHERE d.workspace_id = v.workspace_id AND d.key = v.attribute_key \
-                        AND d.archived)) \
-                 WHERE p.workspace_id = $1 AND p.mode = $2 AND p.distinct_id = $3 \
-                 ORDER BY v.attribute_key",
-            )
-            .bind(ws)
-            .bind(mode.as_str())
-            .bind(distinct_id)
-            .bind(keys)
-            .bind(include_archived)
-            .fetch_all(&pool)
-            .await?;
-            Ok(collect_values(rows))
+            let mut idx = Vec::with_capacity(reads.len());
+            let mut workspaces = Vec::with_capacity(reads.len());
+            let mut modes = Vec::with_capacity(reads.len());
+            let mut distinct_ids = Vec::with_capacity(reads.len());
+            for (i, read) in reads.iter().enumerate() {
+                idx.push(i32::try_from(i).expect("batches are far smaller than 2^31"));
+                workspaces.push(read.workspace);
+                modes.push(read.mode.as_str());
+                distinct_ids.push(read.distinct_id.clone());
+            }
+            // One query for every read: a person matches its input row by
+            // primary key, and its values come by primary-key prefix with
+            // their definition's archived flag, so the key and archive
+            // filters of each read are applied here rather than in SQL. An
+            // unknown person has no row; a person without values has one
+            // row of NULLs.
+            let rows: Vec<BatchValueRow> = held
+                .run(move |conn| {
+                    Box::pin(async move {
+                        sqlx::query_as(
+                            "SELECT i.idx, p.person_id, v.attribute_key, v.value, v.updated_at, \
+                                    d.archived \
+                             FROM unnest($1::int4[], $2::uuid[], $3::text[], $4::text[]) \
+                                 AS i (idx, workspace_id, mode, distinct_id) \
+                             JOIN persons p \
+                               ON p.workspace_id = i.workspace_id AND p.mode = i.mode \
+                              AND p.distinct_id = i.distinct_id COLLATE \"C\" \
+                             LEFT JOIN attribute_values v \
+                               ON v.workspace_id = p.workspace_id AND v.person_id = p.person_id \
+                             LEFT JOIN attribute_definitions d \
+                               ON d.workspace_id = v.workspace_id AND d.key = v.attribute_key",
+                        )
+                        .bind(idx)
+                        .bind(workspaces)
+                        .bind(modes)
+                        .bind(distinct_ids)
+                        .fetch_all(conn)
+                        .await
+                    })
+                })
+                .await?;
+            Ok(answer_reads(&reads, rows))
         })
         .await
     }
@@ -543,12 +641,14 @@ impl Store for PgStore {
         distinct_id: &str,
         key: &str,
     ) -> Result<Option<Cleared>> {
-        let pool = self.pool.clone();
+        let held = self.held.clone();
         let distinct_id = distinct_id.to_owned();
         let key = key.to_owned();
         detached(async move {
-            let row: Option<(PersonId, bool)> = sqlx::query_as(
-                "WITH person AS ( \
+            held.run(move |conn| {
+                Box::pin(async move {
+                    let row: Option<(PersonId, bool)> = sqlx::query_as(
+                        "WITH person AS ( \
                      SELECT person_id FROM persons \
                      WHERE workspace_id = $1 AND mode = $2 AND distinct_id = $3 \
                  ), cleared AS ( \
@@ -558,14 +658,17 @@ impl Store for PgStore {
                      RETURNING 1 \
                  ) \
                  SELECT person_id, EXISTS (SELECT 1 FROM cleared) FROM person",
-            )
-            .bind(ws)
-            .bind(mode.as_str())
-            .bind(distinct_id)
-            .bind(key)
-            .fetch_optional(&pool)
-            .await?;
-            Ok(row.map(|(person_id, cleared)| Cleared { person_id, cleared }))
+                    )
+                    .bind(ws)
+                    .bind(mode.as_str())
+                    .bind(distinct_id)
+                    .bind(key)
+                    .fetch_optional(conn)
+                    .await?;
+                    Ok(row.map(|(person_id, cleared)| Cleared { person_id, cleared }))
+                })
+            })
+            .await
         })
         .await
     }
@@ -629,7 +732,7 @@ impl BatchArrays {
     /// rows in one global order and cannot deadlock each other. A person or
     /// value written twice in the batch keeps its last write (DISTINCT ON
     /// with the highest index): one statement may not update a row twice.
-    async fn write(self, pool: &PgPool) -> Result<Vec<PersonId>> {
+    async fn write(self, conn: &mut PgConnection) -> sqlx::Result<Vec<PersonId>> {
         let rows: Vec<(i32, Option<PersonId>)> = sqlx::query_as(
             "WITH input AS ( \
                  SELECT idx, workspace_id, mode, distinct_id COLLATE \"C\" AS distinct_id, \
@@ -675,7 +778,7 @@ impl BatchArrays {
         .bind(&self.value_idx)
         .bind(&self.keys)
         .bind(&self.values)
-        .fetch_all(pool)
+        .fetch_all(conn)
         .await?;
         let mut persons = vec![None; self.idx.len()];
         for (i, person) in rows {
@@ -685,7 +788,9 @@ impl BatchArrays {
         }
         persons
             .into_iter()
-            .map(|p| p.ok_or_else(|| Error::Unexpected("a batch write returned no person".into())))
+            .map(|p| {
+                p.ok_or_else(|| sqlx::Error::Protocol("a batch write returned no person".into()))
+            })
             .collect()
     }
 }
