@@ -10,6 +10,12 @@ use vevee_attributes::{
     telemetry::{self, LogFormat},
 };
 
+// glibc's malloc was ~10% of the server's CPU under load (BENCHMARKS.md);
+// mimalloc's thread-local free lists suit the many small, short-lived
+// allocations of a request.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Typed person attributes for vevee analytics, over gRPC.
 #[derive(Parser)]
 #[command(name = "vevee-attributes", version, about)]

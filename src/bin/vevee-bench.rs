@@ -51,6 +51,11 @@ use vevee_attributes::proto::v1::{
 };
 
 /// Load generator and baselines for vevee-attributes.
+// The same allocator as the server: the load generator shares the cores
+// with it, so its own malloc time counts against every figure.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "vevee-bench", version, about)]
 struct Cli {
