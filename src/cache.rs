@@ -63,6 +63,11 @@ impl Catalog {
     /// Who holds the key whose SHA-256 is `hash`; `None` for an unknown or
     /// revoked key.
     pub async fn principal(&self, hash: [u8; 32]) -> Result<Option<Principal>, ApiError> {
+        // A plain lookup first: on a hit (nearly every request) it skips
+        // building the loader and its clones.
+        if let Some(hit) = self.keys.get(&hash).await {
+            return Ok(hit);
+        }
         let store = self.store.clone();
         self.keys
             .try_get_with(hash, async move {
@@ -103,10 +108,14 @@ impl Catalog {
         ws: WorkspaceId,
         key: &AttributeKey,
     ) -> Result<Option<Arc<AttributeDefinition>>, ApiError> {
+        let entry = (ws, key.clone());
+        if let Some(hit) = self.definitions.get(&entry).await {
+            return Ok(hit);
+        }
         let store = self.store.clone();
         let name = key.clone();
         self.definitions
-            .try_get_with((ws, key.clone()), async move {
+            .try_get_with(entry, async move {
                 match store.get_definition(ws, name.as_str()).await? {
                     Some(record) => Ok(Some(Arc::new(definition_from_record(&record)?))),
                     None => Ok::<_, ApiError>(None),
