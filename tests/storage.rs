@@ -37,6 +37,7 @@ backend_tests! {
     a_batch_writing_one_person_twice_keeps_the_last_value,
     coalesced_concurrent_writes_all_persist_with_their_own_results,
     a_batch_of_reads_answers_each_read_as_if_alone,
+    a_batch_on_another_replica_finds_existing_persons_and_creates_new_ones_once,
 }
 
 /// A workspace with a `text` definition for each of `keys`.
@@ -1251,5 +1252,47 @@ async fn a_batch_of_reads_answers_each_read_as_if_alone(db: &TestDb) {
     assert_ne!(
         batch[0].as_ref().unwrap().person_id,
         batch[5].as_ref().unwrap().person_id
+    );
+}
+
+async fn a_batch_on_another_replica_finds_existing_persons_and_creates_new_ones_once(db: &TestDb) {
+    let first = db.store().await;
+    let ws = workspace_with(&first, &["n"]).await;
+    let mut ids = Vec::new();
+    for who in ["old1", "old2"] {
+        let id = first
+            .write_values(ws, Mode::Live, who, &values(&[("n", json!("a"))]))
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    // A second store knows no person yet, like a replica just started.
+    let second = db.store().await;
+    let results = second
+        .write_batch(vec![
+            write(ws, "old1", &[("n", json!("b"))]),
+            write(ws, "new", &[("n", json!("c"))]),
+            write(ws, "old2", &[("n", json!("d"))]),
+            write(ws, "new", &[("n", json!("e"))]),
+        ])
+        .await
+        .unwrap();
+    let results: Vec<PersonId> = results.into_iter().map(Result::unwrap).collect();
+    assert_eq!(results[0], ids[0]);
+    assert_eq!(results[2], ids[1]);
+    assert_eq!(
+        results[1], results[3],
+        "one new person for both of its writes"
+    );
+    assert!(!ids.contains(&results[1]));
+    for (who, value) in [("old1", "b"), ("old2", "d"), ("new", "e")] {
+        assert_eq!(
+            read_pairs(&first, ws, Mode::Live, who, false).await,
+            values(&[("n", json!(value))])
+        );
+    }
+    assert_eq!(
+        first.find_person(ws, Mode::Live, "new").await.unwrap(),
+        Some(results[1])
     );
 }

@@ -733,9 +733,14 @@ impl BatchArrays {
     /// BEGIN) and returns each write's person, in order.
     ///
     /// Persons this process already knows are not touched (their values are
-    /// upserted directly). The others are upserted as in `write_values` (DO
-    /// UPDATE, so concurrent first writes agree), in key order so that concurrent batches lock
-    /// rows in one global order and cannot deadlock each other. A person or
+    /// upserted directly), nor are persons the statement finds by a plain
+    /// read: rewriting an existing person row costs a row version, WAL and,
+    /// after a checkpoint, a full page image, which dominated writes over a
+    /// million persons. Persons not found are upserted as in `write_values`
+    /// (DO UPDATE, so concurrent first writes agree, including with a person
+    /// inserted after this statement's snapshot), in key order so that
+    /// concurrent batches lock rows in one global order and cannot deadlock
+    /// each other. A person or
     /// value written twice in the batch keeps its last write (DISTINCT ON
     /// with the highest index): one statement may not update a row twice.
     async fn write(self, conn: &mut PgConnection) -> sqlx::Result<Vec<PersonId>> {
@@ -746,19 +751,28 @@ impl BatchArrays {
                  FROM unnest($1::int4[], $2::uuid[], $3::text[], $4::text[], $5::bool[], \
                              $6::uuid[]) \
                      AS i (idx, workspace_id, mode, distinct_id, known, person_id) \
+             ), existing AS ( \
+                 SELECT i.idx, p.person_id \
+                 FROM input i \
+                 JOIN persons p ON p.workspace_id = i.workspace_id AND p.mode = i.mode \
+                               AND p.distinct_id = i.distinct_id \
+                 WHERE NOT i.known \
              ), person AS ( \
                  INSERT INTO persons (workspace_id, mode, distinct_id, person_id, created_at) \
                  SELECT DISTINCT ON (workspace_id, mode, distinct_id) \
                         workspace_id, mode, distinct_id, person_id, $7 \
-                 FROM input WHERE NOT known \
+                 FROM input i \
+                 WHERE NOT known AND NOT EXISTS (SELECT 1 FROM existing e WHERE e.idx = i.idx) \
                  ORDER BY workspace_id, mode, distinct_id, idx \
                  ON CONFLICT (workspace_id, mode, distinct_id) \
                  DO UPDATE SET distinct_id = EXCLUDED.distinct_id \
                  RETURNING workspace_id, mode, distinct_id, person_id \
              ), resolved AS ( \
                  SELECT i.idx, i.workspace_id, \
-                        CASE WHEN i.known THEN i.person_id ELSE p.person_id END AS person_id \
+                        CASE WHEN i.known THEN i.person_id \
+                             ELSE COALESCE(e.person_id, p.person_id) END AS person_id \
                  FROM input i \
+                 LEFT JOIN existing e ON e.idx = i.idx \
                  LEFT JOIN person p ON p.workspace_id = i.workspace_id AND p.mode = i.mode \
                                    AND p.distinct_id = i.distinct_id \
              ), written AS ( \
