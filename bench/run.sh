@@ -248,6 +248,27 @@ if [[ " $SYSTEMS " == *" postgres "* ]]; then
     POPULATION=$BIG_POPULATION load postgres population get-attributes 64 --tag persons=large
   fi
   stop_server
+  if [[ "$MILLION" == 1 ]]; then
+    # The raw database over as many persons, to tell what the database
+    # itself loses with size from what the service adds.
+    log "postgres: raw baselines over $BIG_POPULATION persons"
+    psql -q "$DB_URL" -v ON_ERROR_STOP=1 -v pop="$BIG_POPULATION" -f bench/pgbench/setup.sql >/dev/null
+    psql -q "$DB_URL" -c CHECKPOINT >/dev/null
+    for op in upsert1 select10; do
+      rm -f "$WORK"/pgb.*
+      pgbench -n -M prepared -T "$SECS" -c 64 -j 2 -D pop="$BIG_POPULATION" \
+        -f "bench/pgbench/$op.sql" -l --log-prefix "$WORK/pgb" "$DB_URL" >"$WORK/pgbench.out" 2>&1 || {
+        cat "$WORK/pgbench.out" >&2
+        die "pgbench failed"
+      }
+      tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$WORK/pgbench.out" | head -n 1)
+      "$BIN/vevee-bench" pgbench-log --op "$op" --concurrency 64 --tps "$tps" \
+        --duration "${SECS}s" --population "$BIG_POPULATION" \
+        --tag system=postgres --tag suite=raw-population --tag persons=large "$WORK"/pgb.* >>"$RESULTS"
+      echo "pgbench $op clients=64 over $BIG_POPULATION persons: $tps tps" >&2
+    done
+    rm -f "$WORK"/pgb.*
+  fi
 fi
 
 # --- report ------------------------------------------------------------------

@@ -1807,6 +1807,30 @@ fn report(args: ReportArgs) -> AnyResult<()> {
                 );
             }
         }
+        // The raw database at the same concurrency, few vs many persons.
+        for (op, title) in [
+            ("upsert1", "raw upsert1 (pgbench)"),
+            ("select10", "raw select10 (pgbench)"),
+        ] {
+            let few = results.find_at(&[("system", "postgres"), ("suite", "raw"), ("op", op)], 64);
+            let many = results.find(&[("suite", "raw-population"), ("op", op)]);
+            for (r, base) in [(few, None), (many, few)] {
+                let Some(r) = r else { continue };
+                let (x_rps, x_p99) = match base {
+                    Some(b) => (ratio(rps(r), rps(b)), ratio(lat(r, "p99"), lat(b, "p99"))),
+                    None => ("-".into(), "-".into()),
+                };
+                let _ = writeln!(
+                    out,
+                    "| {title} | {} | {} | {} | {} | {} | {x_rps} | {x_p99} |",
+                    r["population"],
+                    fmt_rps(rps(r)),
+                    fmt_ms(lat(r, "p50")),
+                    fmt_ms(lat(r, "p99")),
+                    fmt_errors(r),
+                );
+            }
+        }
         if let Some(seed) = results.find(&[("suite", "seed")]) {
             let _ = writeln!(
                 out,
