@@ -26,7 +26,9 @@
 #   BENCH_PG_MAX_CLIENTS=90 pgbench clients at most (max_connections is 100 by default)
 #   BENCH_PORT=50151        the server's port on 127.0.0.1
 #   BENCH_OUT=bench/results/<UTC time>
-#   BENCH_SERVER_ARGS=""    extra flags for `vevee-attributes serve`
+#   BENCH_SERVER_ARGS="--worker-threads 1"  extra flags for `vevee-attributes serve`
+#                           (one thread: the server shares 2 cores with PostgreSQL
+#                           and the load generator; "" runs the default, one per core)
 #   BENCH_RSS_RPC=set-attribute  the RPC of the 1,000-stream memory sample
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,7 +49,7 @@ PG_URL=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}
 PG_MAX_CLIENTS=${BENCH_PG_MAX_CLIENTS:-90}
 PORT=${BENCH_PORT:-50151}
 OUT=${BENCH_OUT:-$ROOT/bench/results/$(date -u +%Y%m%dT%H%M%SZ)}
-SERVER_ARGS=${BENCH_SERVER_ARGS:-}
+SERVER_ARGS=${BENCH_SERVER_ARGS---worker-threads 1}
 RSS_RPC=${BENCH_RSS_RPC:-set-attribute}
 ADDR="127.0.0.1:$PORT"
 

@@ -87,6 +87,13 @@ pub struct ServeArgs {
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
 
+    /// Threads serving RPCs; 0 means one per available core. With 1, the
+    /// server runs on a single-threaded runtime, which needs ~35% less CPU
+    /// per request (no work stealing, no cross-thread wake-ups; BENCHMARKS.md):
+    /// the better choice for a replica limited to one core.
+    #[arg(long, env = "WORKER_THREADS", default_value_t = 0)]
+    pub worker_threads: usize,
+
     /// Most RPCs served at once (all connections together); more get RESOURCE_EXHAUSTED.
     #[arg(long, env = "CONCURRENCY_LIMIT", default_value_t = 1024)]
     pub concurrency_limit: usize,
@@ -130,6 +137,26 @@ pub struct ServeArgs {
     /// Don't create a first workspace (and print its keys) when the database has none.
     #[arg(long, env = "NO_BOOTSTRAP")]
     pub no_bootstrap: bool,
+}
+
+impl ServeArgs {
+    /// The async runtime the server runs on (see `--worker-threads`).
+    pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
+        let threads = match self.worker_threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        };
+        if threads == 1 {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .enable_all()
+                .build()
+        }
+    }
 }
 
 #[cfg(test)]

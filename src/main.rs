@@ -63,7 +63,11 @@ fn main() -> ExitCode {
         }
     };
     telemetry::init(cli.log_format, std::io::stderr);
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match &cli.command {
+        Command::Serve(args) => args.runtime(),
+        Command::Admin(_) => tokio::runtime::Runtime::new(),
+    };
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");

@@ -217,7 +217,9 @@ async fn a_created_workspace_prints_keys_that_work_over_grpc() {
     assert!(listed.contains(&secret[..12]), "{listed}");
     assert!(!listed.contains(&secret), "{listed}");
 
-    let server = Server::start(&db, &[]);
+    // On the single-threaded runtime, which the default multi-threaded one
+    // does not exercise.
+    let server = Server::start(&db, &["--worker-threads", "1"]);
     let channel = server.channel().await;
     let stored = AttributesServiceClient::new(channel.clone())
         .set_attribute(authed(&secret, set_persona(" Teacher ")))
@@ -423,7 +425,9 @@ async fn turning_client_attribute_writes_on_is_visible_through_the_api() {
         true
     );
 
-    let server = Server::start(&db, &[]);
+    // On the single-threaded runtime, which the default multi-threaded one
+    // does not exercise.
+    let server = Server::start(&db, &["--worker-threads", "1"]);
     let channel = server.channel().await;
     let settings = WorkspaceSettingsServiceClient::new(channel.clone())
         .get_workspace_settings(authed(

@@ -134,7 +134,16 @@ async fn reflection_v1alpha_lists_every_service() {
 
 #[tokio::test]
 async fn sigterm_turns_an_open_health_watch_to_not_serving_and_exits_zero_within_the_grace() {
-    let (mut process, _dir) = spawn_process(&["--shutdown-grace", "2s"]);
+    sigterm_with_an_open_watch(&["--shutdown-grace", "2s"]).await;
+}
+
+#[tokio::test]
+async fn a_single_threaded_server_also_shuts_down_within_the_grace() {
+    sigterm_with_an_open_watch(&["--shutdown-grace", "2s", "--worker-threads", "1"]).await;
+}
+
+async fn sigterm_with_an_open_watch(flags: &[&str]) {
+    let (mut process, _dir) = spawn_process(flags);
     let mut health = HealthClient::new(connect(process.addr).await);
     let mut watch = health
         .watch(HealthCheckRequest {
