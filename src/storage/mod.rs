@@ -615,46 +615,50 @@ fn last_value_per_key(values: &[(String, Value)]) -> Vec<(String, Value)> {
     out
 }
 
-/// One row of a batch of reads: the read's index, its person, then a value
-/// and whether its definition is archived, or NULLs.
-type BatchValueRow = (
+/// One row of a batch of reads: the read's index, its person, then the
+/// person's values as parallel arrays (keys, values, when each was written,
+/// whether its definition is archived), NULL when the person has none.
+type BatchPersonRow = (
     i32,
     PersonId,
-    Option<String>,
-    Option<Value>,
-    Option<DateTime<Utc>>,
-    Option<bool>,
+    Option<Vec<String>>,
+    Option<Vec<Value>>,
+    Option<Vec<DateTime<Utc>>>,
+    Option<Vec<bool>>,
 );
 
 /// The answers to `reads` from the rows of a batch read: a person without a
 /// row does not exist; each read keeps the values its filters allow, sorted
 /// by key in byte order.
-fn answer_reads(reads: &[PersonRead], rows: Vec<BatchValueRow>) -> Vec<Option<PersonValues>> {
+fn answer_reads(reads: &[PersonRead], rows: Vec<BatchPersonRow>) -> Vec<Option<PersonValues>> {
     let mut answers: Vec<Option<PersonValues>> = vec![None; reads.len()];
-    for (i, person_id, key, value, updated_at, archived) in rows {
+    for (i, person_id, keys, values, times, archived) in rows {
         let Some(i) = usize::try_from(i).ok().filter(|i| *i < reads.len()) else {
             continue;
         };
         let read = &reads[i];
-        let answer = answers[i].get_or_insert_with(|| PersonValues {
-            person_id,
-            values: Vec::new(),
-        });
-        let (Some(key), Some(value), Some(updated_at)) = (key, value, updated_at) else {
-            continue;
-        };
-        let wanted = read.keys.as_ref().is_none_or(|keys| keys.contains(&key))
-            && (read.include_archived || archived != Some(true));
-        if wanted {
-            answer.values.push(ValueRecord {
+        let stored = keys
+            .unwrap_or_default()
+            .into_iter()
+            .zip(values.unwrap_or_default())
+            .zip(times.unwrap_or_default())
+            .zip(archived.unwrap_or_default());
+        let mut kept: Vec<ValueRecord> = stored
+            .filter(|(((key, _), _), archived)| {
+                read.keys.as_ref().is_none_or(|keys| keys.contains(key))
+                    && (read.include_archived || !archived)
+            })
+            .map(|(((key, value), updated_at), _)| ValueRecord {
                 key,
                 value,
                 updated_at,
-            });
-        }
-    }
-    for answer in answers.iter_mut().flatten() {
-        answer.values.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+            })
+            .collect();
+        kept.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        answers[i] = Some(PersonValues {
+            person_id,
+            values: kept,
+        });
     }
     answers
 }

@@ -19,7 +19,7 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use crate::storage::{
-    ApiKeyId, ApiKeyRecord, BatchValueRow, Cleared, DefinitionChanges, DefinitionRecord, Error,
+    ApiKeyId, ApiKeyRecord, BatchPersonRow, Cleared, DefinitionChanges, DefinitionRecord, Error,
     Mode, NewApiKey, NewDefinition, PersonId, PersonRead, PersonValues, PersonWrite, Result,
     Settings, Store, StoreOptions, Workspace, WorkspaceId, answer_reads, detached,
     last_value_per_key, now, unique_violation_is_already_exists,
@@ -601,11 +601,13 @@ impl Store for PgStore {
             // primary key, and its values come by primary-key prefix with
             // their definition's archived flag, so the key and archive
             // filters of each read are applied here rather than in SQL. An
-            // unknown person has no row; a person without values has one
-            // row of NULLs. The archived definitions of the batch's
-            // workspaces (usually none) are looked up once, not once per
-            // value: that halved the query's time for 32 persons.
-            let rows: Vec<BatchValueRow> = held
+            // unknown person has no row; a person's values come as arrays
+            // in one row (NULL without values): one row per read instead of
+            // one per value cut the server's decoding work. The archived
+            // definitions of the batch's workspaces (usually none) are
+            // looked up once, not once per value: that halved the query's
+            // time for 32 persons.
+            let rows: Vec<BatchPersonRow> = held
                 .run(move |conn| {
                     Box::pin(async move {
                         sqlx::query_as(
@@ -613,17 +615,24 @@ impl Store for PgStore {
                                  SELECT workspace_id, key FROM attribute_definitions \
                                  WHERE archived AND workspace_id = ANY ($2) \
                              ) \
-                             SELECT i.idx, p.person_id, v.attribute_key, v.value, v.updated_at, \
-                                    a.key IS NOT NULL \
+                             SELECT i.idx, p.person_id, v.keys, v.vals, v.times, v.archived \
                              FROM unnest($1::int4[], $2::uuid[], $3::text[], $4::text[]) \
                                  AS i (idx, workspace_id, mode, distinct_id) \
                              JOIN persons p \
                                ON p.workspace_id = i.workspace_id AND p.mode = i.mode \
                               AND p.distinct_id = i.distinct_id COLLATE \"C\" \
-                             LEFT JOIN attribute_values v \
-                               ON v.workspace_id = p.workspace_id AND v.person_id = p.person_id \
-                             LEFT JOIN archived a \
-                               ON a.workspace_id = v.workspace_id AND a.key = v.attribute_key",
+                             CROSS JOIN LATERAL ( \
+                                 SELECT array_agg(x.attribute_key) AS keys, \
+                                        array_agg(x.value) AS vals, \
+                                        array_agg(x.updated_at) AS times, \
+                                        array_agg(a.key IS NOT NULL) AS archived \
+                                 FROM attribute_values x \
+                                 LEFT JOIN archived a \
+                                   ON a.workspace_id = x.workspace_id \
+                                  AND a.key = x.attribute_key \
+                                 WHERE x.workspace_id = p.workspace_id \
+                                   AND x.person_id = p.person_id \
+                             ) v",
                         )
                         .bind(idx)
                         .bind(workspaces)
