@@ -10,9 +10,11 @@
 //! the change it takes effect at once, because that replica updates its
 //! own entries. Concurrent misses of one entry share one load.
 
-use std::{sync::Arc, time::Duration};
-
-use moka::future::Cache;
+use std::{
+    hash::Hash,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use crate::{
     api::ApiError,
@@ -23,83 +25,119 @@ use crate::{
 
 /// Most entries per cache: bounds memory however many keys or definitions
 /// a fleet holds (unknown keys from a scan must not grow it without end).
-const MAX_ENTRIES: u64 = 100_000;
+const MAX_ENTRIES: usize = 100_000;
 
-/// The caches, cheap to clone and share.
+/// A bounded cache whose entries live at most `ttl`; concurrent misses of
+/// one key share one load.
+///
+/// quick_cache rather than moka: moka's bookkeeping (access-order queues,
+/// housekeeping on reads) was 14% of the server's CPU on the write path
+/// (BENCHMARKS.md), and these caches need neither its eviction policy nor
+/// per-entry expiry timers: an entry's age is checked when it is read.
+struct TtlCache<K, V> {
+    entries: quick_cache::sync::Cache<K, (V, Instant)>,
+    ttl: Duration,
+}
+
+impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
+    fn new(ttl: Duration) -> Self {
+        Self {
+            entries: quick_cache::sync::Cache::new(MAX_ENTRIES),
+            ttl,
+        }
+    }
+
+    /// The fresh value of `key`, or the one `load` gives (then kept). A
+    /// failed load keeps nothing; a caller waiting on it loads in turn.
+    async fn get_or_load<E, F>(&self, key: &K, load: impl FnOnce() -> F) -> Result<V, E>
+    where
+        F: Future<Output = Result<V, E>>,
+    {
+        if let Some((value, at)) = self.entries.get(key) {
+            if at.elapsed() < self.ttl {
+                return Ok(value);
+            }
+            self.entries.remove(key);
+        }
+        match self.entries.get_value_or_guard_async(key).await {
+            Ok((value, _)) => Ok(value),
+            Err(guard) => {
+                let value = load().await?;
+                let _ = guard.insert((value.clone(), Instant::now()));
+                Ok(value)
+            }
+        }
+    }
+
+    /// Replaces the value of `key` (a change this replica just made).
+    fn insert(&self, key: K, value: V) {
+        self.entries.insert(key, (value, Instant::now()));
+    }
+}
+
+/// The caches, cheap to clone and share (one reference count: every request
+/// clones it).
 #[derive(Clone)]
 pub struct Catalog {
+    inner: Arc<Caches>,
+}
+
+struct Caches {
     store: Arc<dyn Store>,
-    keys: Cache<[u8; 32], Option<Principal>>,
-    settings: Cache<WorkspaceId, Settings>,
-    definitions: Cache<(WorkspaceId, AttributeKey), Option<Arc<AttributeDefinition>>>,
+    keys: TtlCache<[u8; 32], Option<Principal>>,
+    settings: TtlCache<WorkspaceId, Settings>,
+    definitions: TtlCache<(WorkspaceId, AttributeKey), Option<Arc<AttributeDefinition>>>,
 }
 
 impl Catalog {
     /// Empty caches over `store` whose entries live at most `ttl`.
     pub fn new(store: Arc<dyn Store>, ttl: Duration) -> Self {
-        fn cache<K, V>(ttl: Duration) -> Cache<K, V>
-        where
-            K: std::hash::Hash + Eq + Send + Sync + 'static,
-            V: Clone + Send + Sync + 'static,
-        {
-            Cache::builder()
-                .max_capacity(MAX_ENTRIES)
-                .time_to_live(ttl)
-                .build()
-        }
         Self {
-            store,
-            keys: cache(ttl),
-            settings: cache(ttl),
-            definitions: cache(ttl),
+            inner: Arc::new(Caches {
+                store,
+                keys: TtlCache::new(ttl),
+                settings: TtlCache::new(ttl),
+                definitions: TtlCache::new(ttl),
+            }),
         }
     }
 
     /// The store behind the caches.
     pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
+        &self.inner.store
     }
 
     /// Who holds the key whose SHA-256 is `hash`; `None` for an unknown or
     /// revoked key.
     pub async fn principal(&self, hash: [u8; 32]) -> Result<Option<Principal>, ApiError> {
-        // A plain lookup first: on a hit (nearly every request) it skips
-        // building the loader and its clones.
-        if let Some(hit) = self.keys.get(&hash).await {
-            return Ok(hit);
-        }
-        let store = self.store.clone();
-        self.keys
-            .try_get_with(hash, async move {
-                let record = store.find_api_key(&hash).await?;
-                Ok::<_, ApiError>(
-                    record
-                        .filter(|k| k.revoked_at.is_none())
-                        .map(|k| Principal {
-                            workspace: k.workspace,
-                            mode: k.mode,
-                            secret: k.kind == KeyKind::Secret,
-                        }),
-                )
+        self.inner
+            .keys
+            .get_or_load(&hash, || async {
+                let record = self.inner.store.find_api_key(&hash).await?;
+                Ok(record
+                    .filter(|k| k.revoked_at.is_none())
+                    .map(|k| Principal {
+                        workspace: k.workspace,
+                        mode: k.mode,
+                        secret: k.kind == KeyKind::Secret,
+                    }))
             })
             .await
-            .map_err(unshare)
     }
 
     /// A workspace's settings (the defaults if the workspace is gone).
     pub async fn settings(&self, ws: WorkspaceId) -> Result<Settings, ApiError> {
-        let store = self.store.clone();
-        self.settings
-            .try_get_with(ws, async move {
-                Ok::<_, ApiError>(store.get_settings(ws).await?.unwrap_or_default())
+        self.inner
+            .settings
+            .get_or_load(&ws, || async {
+                Ok(self.inner.store.get_settings(ws).await?.unwrap_or_default())
             })
             .await
-            .map_err(unshare)
     }
 
     /// Records settings this replica just stored.
     pub async fn settings_changed(&self, ws: WorkspaceId, settings: Settings) {
-        self.settings.insert(ws, settings).await;
+        self.inner.settings.insert(ws, settings);
     }
 
     /// The definition of `key`, archived or not; `None` if not declared.
@@ -108,40 +146,23 @@ impl Catalog {
         ws: WorkspaceId,
         key: &AttributeKey,
     ) -> Result<Option<Arc<AttributeDefinition>>, ApiError> {
-        let entry = (ws, key.clone());
-        if let Some(hit) = self.definitions.get(&entry).await {
-            return Ok(hit);
-        }
-        let store = self.store.clone();
-        let name = key.clone();
-        self.definitions
-            .try_get_with(entry, async move {
-                match store.get_definition(ws, name.as_str()).await? {
+        self.inner
+            .definitions
+            .get_or_load(&(ws, key.clone()), || async {
+                match self.inner.store.get_definition(ws, key.as_str()).await? {
                     Some(record) => Ok(Some(Arc::new(definition_from_record(&record)?))),
-                    None => Ok::<_, ApiError>(None),
+                    None => Ok(None),
                 }
             })
             .await
-            .map_err(unshare)
     }
 
     /// Records a definition this replica just created or changed, so it is
     /// used at once here.
     pub async fn definition_changed(&self, ws: WorkspaceId, definition: AttributeDefinition) {
-        self.definitions
-            .insert((ws, definition.key().clone()), Some(Arc::new(definition)))
-            .await;
-    }
-}
-
-/// moka shares one load's error among its waiters; each gets its own copy.
-fn unshare(err: Arc<ApiError>) -> ApiError {
-    match Arc::try_unwrap(err) {
-        Ok(err) => err,
-        Err(shared) => match shared.as_ref() {
-            ApiError::Refused(e) => ApiError::Refused(e.clone()),
-            other => ApiError::Internal(other.to_string().into()),
-        },
+        self.inner
+            .definitions
+            .insert((ws, definition.key().clone()), Some(Arc::new(definition)));
     }
 }
 
@@ -163,4 +184,65 @@ pub fn definition_from_record(record: &DefinitionRecord) -> Result<AttributeDefi
     .map_err(corrupt)?;
     definition.set_archived(record.archived);
     Ok(definition)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        sync::{
+            Arc,
+            atomic::{AtomicUsize, Ordering},
+        },
+        time::Duration,
+    };
+
+    use super::TtlCache;
+
+    /// A loader that counts its calls and answers `value` after a short wait.
+    async fn load(calls: &AtomicUsize, value: u32) -> Result<u32, String> {
+        calls.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        Ok(value)
+    }
+
+    #[tokio::test]
+    async fn an_entry_is_served_until_its_ttl_then_loaded_again() {
+        let cache = TtlCache::new(Duration::from_millis(100));
+        let calls = AtomicUsize::new(0);
+        assert_eq!(cache.get_or_load(&1, || load(&calls, 10)).await, Ok(10));
+        assert_eq!(cache.get_or_load(&1, || load(&calls, 11)).await, Ok(10));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(cache.get_or_load(&1, || load(&calls, 12)).await, Ok(12));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        cache.insert(1, 13);
+        assert_eq!(cache.get_or_load(&1, || load(&calls, 14)).await, Ok(13));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_misses_of_one_key_share_one_load() {
+        let cache = Arc::new(TtlCache::new(Duration::from_secs(60)));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..20 {
+            let (cache, calls) = (cache.clone(), calls.clone());
+            tasks.spawn(async move { cache.get_or_load(&7, || load(&calls, 70)).await });
+        }
+        for answer in tasks.join_all().await {
+            assert_eq!(answer, Ok(70));
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_load_keeps_nothing() {
+        let cache: TtlCache<u32, u32> = TtlCache::new(Duration::from_secs(60));
+        let failed = cache
+            .get_or_load(&1, || async { Err::<u32, _>("down".to_owned()) })
+            .await;
+        assert_eq!(failed, Err("down".to_owned()));
+        let calls = AtomicUsize::new(0);
+        assert_eq!(cache.get_or_load(&1, || load(&calls, 5)).await, Ok(5));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
 }

@@ -8,7 +8,7 @@
 use std::{future::Future, pin::Pin, str::FromStr, sync::Arc};
 
 use async_trait::async_trait;
-use moka::future::Cache;
+use quick_cache::sync::Cache;
 use serde_json::Value;
 use sqlx::error::DatabaseError;
 use sqlx::pool::PoolConnection;
@@ -40,7 +40,7 @@ pub(crate) struct PgStore {
 }
 
 /// Most persons remembered (about 100 bytes each).
-const KNOWN_PERSONS: u64 = 200_000;
+const KNOWN_PERSONS: usize = 200_000;
 
 impl PgStore {
     /// Opens the pool and one connection to prove the database is there.
@@ -530,7 +530,7 @@ impl Store for PgStore {
         let mut known = Vec::with_capacity(writes.len());
         for w in &writes {
             let key = (w.workspace, w.mode, w.distinct_id.clone());
-            known.push(self.persons.get(&key).await);
+            known.push(self.persons.get(&key));
         }
         let batch = BatchArrays::new(&writes, &known);
         let all = detached(async move { held.run(|conn| Box::pin(batch.write(conn))).await }).await;
@@ -539,7 +539,7 @@ impl Store for PgStore {
                 for (w, (id, known)) in writes.iter().zip(ids.iter().zip(&known)) {
                     if known.is_none() {
                         let key = (w.workspace, w.mode, w.distinct_id.clone());
-                        self.persons.insert(key, *id).await;
+                        self.persons.insert(key, *id);
                     }
                 }
                 Ok(ids.into_iter().map(Ok).collect())
