@@ -9,7 +9,7 @@
 //! between). Reads use a pool of their own; in WAL mode they never block the
 //! writer nor wait for it.
 
-use std::str::FromStr;
+use std::{collections::HashMap, str::FromStr};
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -137,6 +137,90 @@ async fn write_person(
         .await?;
     }
     Ok(person)
+}
+
+/// Writes every person and value of a batch with three statements inside
+/// the caller's transaction (the writes as one JSON array, read by
+/// `json_each`): creates the persons not there yet, upserts the values (a
+/// key written twice for one person keeps its last write) and returns each
+/// write's person, in order. Any failure fails the whole batch.
+async fn write_all_at_once(
+    tx: &mut sqlx::SqliteConnection,
+    writes: &[PersonWrite],
+    updated_at: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<PersonId>> {
+    let hex = |id: Uuid| id.simple().to_string();
+    let persons: Vec<Value> = writes
+        .iter()
+        .map(|w| {
+            serde_json::json!([
+                hex(w.workspace.0),
+                w.mode.as_str(),
+                w.distinct_id,
+                hex(Uuid::now_v7())
+            ])
+        })
+        .collect();
+    // The last value per person and key across the batch: later writes win.
+    let mut last: HashMap<(WorkspaceId, Mode, &str, String), Value> = HashMap::new();
+    let mut order = Vec::new();
+    for w in writes {
+        for (key, value) in last_value_per_key(&w.values) {
+            let id = (w.workspace, w.mode, w.distinct_id.as_str(), key);
+            if last.insert(id.clone(), value).is_none() {
+                order.push(id);
+            }
+        }
+    }
+    let values: Vec<Value> = order
+        .into_iter()
+        .map(|id| {
+            let value = last[&id].to_string();
+            serde_json::json!([hex(id.0.0), id.1.as_str(), id.2, id.3, value])
+        })
+        .collect();
+    let persons = Value::from(persons).to_string();
+    sqlx::query(
+        "INSERT INTO persons (workspace_id, mode, distinct_id, person_id, created_at) \
+         SELECT unhex(j.value ->> 0), j.value ->> 1, j.value ->> 2, unhex(j.value ->> 3), ?2 \
+         FROM json_each(?1) AS j WHERE true \
+         ON CONFLICT (workspace_id, mode, distinct_id) DO NOTHING",
+    )
+    .bind(&persons)
+    .bind(updated_at)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO attribute_values (workspace_id, person_id, attribute_key, value, updated_at) \
+         SELECT p.workspace_id, p.person_id, j.value ->> 3, j.value ->> 4, ?2 \
+         FROM json_each(?1) AS j \
+         JOIN persons p ON p.workspace_id = unhex(j.value ->> 0) AND p.mode = j.value ->> 1 \
+                       AND p.distinct_id = j.value ->> 2 \
+         WHERE true \
+         ON CONFLICT (workspace_id, person_id, attribute_key) \
+         DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+    )
+    .bind(Value::from(values).to_string())
+    .bind(updated_at)
+    .execute(&mut *tx)
+    .await?;
+    let found: Vec<(i64, PersonId)> = sqlx::query_as(
+        "SELECT j.key, p.person_id FROM json_each(?1) AS j \
+         JOIN persons p ON p.workspace_id = unhex(j.value ->> 0) AND p.mode = j.value ->> 1 \
+                       AND p.distinct_id = j.value ->> 2",
+    )
+    .bind(&persons)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut ids = vec![None; writes.len()];
+    for (i, person) in found {
+        if let Some(slot) = usize::try_from(i).ok().and_then(|i| ids.get_mut(i)) {
+            *slot = Some(person);
+        }
+    }
+    ids.into_iter()
+        .map(|p| p.ok_or_else(|| Error::Unexpected("a batch write found no person".into())))
+        .collect()
 }
 
 /// SQLite's primary result codes that mean the file is out of reach or the
@@ -511,8 +595,22 @@ impl Store for SqliteStore {
             // One transaction, so one fsync for the whole batch; a savepoint
             // per write, so a failing write is undone alone. Dropping the
             // transaction on an outage rolls everything back.
-            let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
             let updated_at = now();
+            // First the whole batch in three statements: each statement is a
+            // round trip to sqlx's SQLite thread, and statements per write
+            // were what bounded the batch. If any write fails, that
+            // transaction is rolled back and the batch is written again one
+            // savepoint per write, so the failure stays its write's own.
+            let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+            match write_all_at_once(&mut tx, &writes, updated_at).await {
+                Ok(persons) => {
+                    tx.commit().await?;
+                    return Ok(persons.into_iter().map(Ok).collect());
+                }
+                Err(e @ Error::Unavailable(_)) => return Err(e),
+                Err(_) => tx.rollback().await?,
+            }
+            let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
             let mut results = Vec::with_capacity(writes.len());
             for write in &writes {
                 sqlx::query("SAVEPOINT person_write")
