@@ -1785,27 +1785,29 @@ fn report(args: ReportArgs) -> AnyResult<()> {
             "| RPC | persons | req/s | p50 ms | p99 ms | errors | × fewer req/s | × fewer p99 |"
         );
         let _ = writeln!(out, "|---|---|---:|---:|---:|---|---:|---:|");
+        // A row of the table: `r`, with its ratios to `base` when given.
+        let mut row = |title: &str, r: Option<&Json>, base: Option<&Json>| {
+            let Some(r) = r else { return };
+            let (x_rps, x_p99) = match base {
+                Some(b) => (ratio(rps(r), rps(b)), ratio(lat(r, "p99"), lat(b, "p99"))),
+                None => ("-".into(), "-".into()),
+            };
+            let _ = writeln!(
+                out,
+                "| {title} | {} | {} | {} | {} | {} | {x_rps} | {x_p99} |",
+                r["population"],
+                fmt_rps(rps(r)),
+                fmt_ms(lat(r, "p50")),
+                fmt_ms(lat(r, "p99")),
+                fmt_errors(r),
+            );
+        };
         for (rpc, title) in [
             ("set-attribute", "SetAttribute"),
             ("get-attributes", "GetAttributes"),
         ] {
-            let base = small(rpc);
-            for (large, r) in [(false, small(rpc)), (true, large(rpc))] {
-                let Some(r) = r else { continue };
-                let (x_rps, x_p99) = match (large, base) {
-                    (true, Some(b)) => (ratio(rps(r), rps(b)), ratio(lat(r, "p99"), lat(b, "p99"))),
-                    _ => ("-".into(), "-".into()),
-                };
-                let _ = writeln!(
-                    out,
-                    "| {title} | {} | {} | {} | {} | {} | {x_rps} | {x_p99} |",
-                    r["population"],
-                    fmt_rps(rps(r)),
-                    fmt_ms(lat(r, "p50")),
-                    fmt_ms(lat(r, "p99")),
-                    fmt_errors(r),
-                );
-            }
+            row(title, small(rpc), None);
+            row(title, large(rpc), small(rpc));
         }
         // The raw database at the same concurrency, few vs many persons.
         for (op, title) in [
@@ -1813,23 +1815,12 @@ fn report(args: ReportArgs) -> AnyResult<()> {
             ("select10", "raw select10 (pgbench)"),
         ] {
             let few = results.find_at(&[("system", "postgres"), ("suite", "raw"), ("op", op)], 64);
-            let many = results.find(&[("suite", "raw-population"), ("op", op)]);
-            for (r, base) in [(few, None), (many, few)] {
-                let Some(r) = r else { continue };
-                let (x_rps, x_p99) = match base {
-                    Some(b) => (ratio(rps(r), rps(b)), ratio(lat(r, "p99"), lat(b, "p99"))),
-                    None => ("-".into(), "-".into()),
-                };
-                let _ = writeln!(
-                    out,
-                    "| {title} | {} | {} | {} | {} | {} | {x_rps} | {x_p99} |",
-                    r["population"],
-                    fmt_rps(rps(r)),
-                    fmt_ms(lat(r, "p50")),
-                    fmt_ms(lat(r, "p99")),
-                    fmt_errors(r),
-                );
-            }
+            row(title, few, None);
+            row(
+                title,
+                results.find(&[("suite", "raw-population"), ("op", op)]),
+                few,
+            );
         }
         if let Some(seed) = results.find(&[("suite", "seed")]) {
             let _ = writeln!(

@@ -304,13 +304,7 @@ impl Store for Coalescing {
                 .read_values(ws, mode, distinct_id, keys, include_archived)
                 .await;
         };
-        let read = PersonRead {
-            workspace: ws,
-            mode,
-            distinct_id: distinct_id.to_owned(),
-            keys: keys.map(<[String]>::to_vec),
-            include_archived,
-        };
+        let read = PersonRead::new(ws, mode, distinct_id, keys, include_archived);
         ask(reads, |reply| ReadJob { read, reply }).await
     }
 

@@ -265,6 +265,25 @@ pub struct PersonRead {
     pub include_archived: bool,
 }
 
+impl PersonRead {
+    /// The read [`Store::read_values`] describes with these arguments.
+    pub fn new(
+        workspace: WorkspaceId,
+        mode: Mode,
+        distinct_id: &str,
+        keys: Option<&[String]>,
+        include_archived: bool,
+    ) -> Self {
+        Self {
+            workspace,
+            mode,
+            distinct_id: distinct_id.to_owned(),
+            keys: keys.map(<[String]>::to_vec),
+            include_archived,
+        }
+    }
+}
+
 /// One stored attribute value of a person.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValueRecord {

@@ -573,13 +573,7 @@ impl Store for PgStore {
         keys: Option<&[String]>,
         include_archived: bool,
     ) -> Result<Option<PersonValues>> {
-        let read = PersonRead {
-            workspace: ws,
-            mode,
-            distinct_id: distinct_id.to_owned(),
-            keys: keys.map(<[String]>::to_vec),
-            include_archived,
-        };
+        let read = PersonRead::new(ws, mode, distinct_id, keys, include_archived);
         Ok(self.read_batch(vec![read]).await?.pop().flatten())
     }
 
