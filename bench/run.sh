@@ -184,7 +184,9 @@ serve_and_measure() { # system url
 # --- build -------------------------------------------------------------------
 
 log "cargo build --release (target: $CARGO_TARGET_DIR)"
-cargo build --release --bins --quiet
+# Both binaries: the service (the root package) and the load generator
+# (bench/vevee-bench, a member of the workspace).
+cargo build --release --workspace --bins --quiet
 
 # --- SQLite ------------------------------------------------------------------
 
