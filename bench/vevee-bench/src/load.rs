@@ -1,0 +1,439 @@
+//! `load`: one RPC kind at a fixed concurrency for a fixed time, over
+//! several HTTP/2 connections shared by the workers of each client thread
+//! (one single-threaded runtime per OS thread).
+
+use std::{
+    cell::RefCell,
+    collections::HashMap,
+    rc::Rc,
+    sync::{
+        Arc, Barrier, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use clap::{Args, ValueEnum};
+use prost_types::{Value, value::Kind};
+use serde_json::json;
+use tonic::{
+    Request, Status,
+    metadata::{Ascii, MetadataValue},
+    transport::{Channel, Endpoint},
+};
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+use vevee_attributes::proto::v1::{
+    GetAttributesRequest, SetAttributeRequest, SetAttributesRequest,
+    attributes_service_client::AttributesServiceClient,
+};
+
+use crate::{
+    ATTRIBUTES, AnyResult, RunArgs, TargetArgs,
+    population::{Ids, PopulationArgs, Rng, clock_seed, distribution_name},
+    stats::{CLIENT_TIMEOUT, Stats, Summary},
+};
+
+/// The RPC a load run sends.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Rpc {
+    /// SetAttribute of one of a0..a9.
+    SetAttribute,
+    /// SetAttributes of all of a0..a9.
+    SetAttributes,
+    /// GetAttributes of a person (seeded with 10 values).
+    GetAttributes,
+    /// grpc.health.v1.Health/Check: the baseline of the server itself.
+    Health,
+}
+
+impl Rpc {
+    fn name(self) -> &'static str {
+        match self {
+            Rpc::SetAttribute => "set-attribute",
+            Rpc::SetAttributes => "set-attributes",
+            Rpc::GetAttributes => "get-attributes",
+            Rpc::Health => "health",
+        }
+    }
+
+    /// Attribute values one request writes.
+    fn values_written(self) -> u64 {
+        match self {
+            Rpc::SetAttribute => 1,
+            Rpc::SetAttributes => ATTRIBUTES as u64,
+            Rpc::GetAttributes | Rpc::Health => 0,
+        }
+    }
+}
+
+/// Flags of `load`.
+#[derive(Args)]
+pub(crate) struct LoadArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+
+    /// The RPC to send.
+    #[arg(long, value_enum)]
+    rpc: Rpc,
+
+    /// HTTP/2 connections; workers are spread over them round-robin.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+
+    /// OS threads of the client, each a single-threaded runtime owning
+    /// connections (at most one per connection).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+
+    #[command(flatten)]
+    run: RunArgs,
+
+    #[command(flatten)]
+    population: PopulationArgs,
+}
+
+/// A text value.
+pub(crate) fn text(s: String) -> Value {
+    Value {
+        kind: Some(Kind::StringValue(s)),
+    }
+}
+
+/// Everything a worker needs to build its requests without formatting.
+struct Prebuilt {
+    rpc: Rpc,
+    auth: Option<MetadataValue<Ascii>>,
+    attributes: Vec<String>,
+    /// Single values SetAttribute rotates through.
+    values: Vec<Value>,
+    /// Whole value maps SetAttributes rotates through.
+    maps: Vec<HashMap<String, Value>>,
+    ids: Ids,
+}
+
+impl Prebuilt {
+    fn new(rpc: Rpc, key: Option<&str>, ids: Ids) -> Result<Self, String> {
+        let auth = key
+            .map(|k| {
+                format!("Bearer {k}")
+                    .parse::<MetadataValue<Ascii>>()
+                    .map_err(|_| "the key is not ASCII".to_owned())
+            })
+            .transpose()?;
+        if auth.is_none() && rpc != Rpc::Health {
+            return Err("--key (or VEVEE_KEY) is required for this RPC".into());
+        }
+        let attributes: Vec<String> = (0..ATTRIBUTES).map(|i| format!("a{i}")).collect();
+        let values = (0..16).map(|i| text(format!("v{i}"))).collect();
+        let maps = (0..4)
+            .map(|round| {
+                attributes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| (a.clone(), text(format!("s{round}-{i}"))))
+                    .collect()
+            })
+            .collect();
+        Ok(Prebuilt {
+            rpc,
+            auth,
+            attributes,
+            values,
+            maps,
+            ids,
+        })
+    }
+
+    fn request<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        if let Some(auth) = &self.auth {
+            request.metadata_mut().insert("authorization", auth.clone());
+        }
+        request
+    }
+}
+
+/// The clients of one connection.
+#[derive(Clone)]
+struct Clients {
+    attributes: AttributesServiceClient<Channel>,
+    health: HealthClient<Channel>,
+}
+
+impl Clients {
+    fn new(channel: Channel) -> Self {
+        Clients {
+            attributes: AttributesServiceClient::new(channel.clone())
+                .max_decoding_message_size(16 << 20),
+            health: HealthClient::new(channel),
+        }
+    }
+
+    /// Sends request number `n` of a worker, for person `id`.
+    async fn call(&mut self, p: &Prebuilt, id: usize, n: usize) -> Result<(), Status> {
+        let distinct_id = || p.ids.names[id].clone();
+        match p.rpc {
+            Rpc::SetAttribute => {
+                let message = SetAttributeRequest {
+                    distinct_id: distinct_id(),
+                    attribute: p.attributes[n % ATTRIBUTES].clone(),
+                    value: Some(p.values[n % p.values.len()].clone()),
+                };
+                self.attributes.set_attribute(p.request(message)).await?;
+            }
+            Rpc::SetAttributes => {
+                let message = SetAttributesRequest {
+                    distinct_id: distinct_id(),
+                    values: p.maps[n % p.maps.len()].clone(),
+                };
+                self.attributes.set_attributes(p.request(message)).await?;
+            }
+            Rpc::GetAttributes => {
+                let message = GetAttributesRequest {
+                    distinct_id: distinct_id(),
+                    attributes: Vec::new(),
+                    include_archived: false,
+                };
+                let response = self.attributes.get_attributes(p.request(message)).await?;
+                if response.get_ref().attributes.len() != ATTRIBUTES {
+                    return Err(Status::failed_precondition(format!(
+                        "{} has {} values, not {ATTRIBUTES}: is the population seeded?",
+                        p.ids.names[id],
+                        response.get_ref().attributes.len()
+                    )));
+                }
+            }
+            Rpc::Health => {
+                let message = HealthCheckRequest {
+                    service: String::new(),
+                };
+                self.health.check(p.request(message)).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The endpoint of the server at `addr` (`host:port` or a URI), tuned for
+/// many concurrent streams per connection.
+pub(crate) fn endpoint(addr: &str) -> AnyResult<Endpoint> {
+    let uri = if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    };
+    Ok(Endpoint::from_shared(uri)?
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(5))
+        // Many streams per connection: don't let the default 64 KiB windows
+        // throttle 256 concurrent requests.
+        .initial_connection_window_size(8 << 20)
+        .initial_stream_window_size(1 << 20))
+}
+
+/// The time line every thread follows.
+struct Timeline {
+    measure_from: Instant,
+    until: Instant,
+}
+
+/// Coordination of the client threads.
+struct Shared {
+    connected: Barrier,
+    go: Barrier,
+    failed: AtomicBool,
+    timeline: Mutex<Option<Timeline>>,
+}
+
+pub(crate) fn load(args: LoadArgs) -> AnyResult<()> {
+    let run = &args.run;
+    if run.concurrency == 0 || args.connections == 0 || args.threads == 0 {
+        return Err("--concurrency, --connections and --threads must be at least 1".into());
+    }
+    let connections = args.connections.min(run.concurrency);
+    let threads = args.threads.min(connections);
+    let ids = Ids::new(&args.population)?;
+    let prebuilt = Arc::new(Prebuilt::new(args.rpc, args.target.key.as_deref(), ids)?);
+    let endpoint = endpoint(&args.target.addr)?;
+    let shared = Arc::new(Shared {
+        connected: Barrier::new(threads + 1),
+        go: Barrier::new(threads + 1),
+        failed: AtomicBool::new(false),
+        timeline: Mutex::new(None),
+    });
+    let seed = clock_seed(run.seed);
+
+    let mut handles = Vec::with_capacity(threads);
+    for t in 0..threads {
+        // Connection c lives on thread c % threads; worker w uses connection
+        // w % connections, so every thread gets its share of both.
+        let my_connections: Vec<usize> = (0..connections).filter(|c| c % threads == t).collect();
+        let my_workers: Vec<(usize, usize)> = (0..run.concurrency)
+            .filter(|w| (w % connections) % threads == t)
+            .map(|w| {
+                (
+                    w,
+                    my_connections
+                        .iter()
+                        .position(|&c| c == w % connections)
+                        .unwrap_or(0),
+                )
+            })
+            .collect();
+        let shared = shared.clone();
+        let prebuilt = prebuilt.clone();
+        let endpoint = endpoint.clone();
+        let timeout = run.request_timeout;
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("bench-{t}"))
+                .spawn(move || {
+                    client_thread(
+                        endpoint,
+                        my_connections.len(),
+                        my_workers,
+                        prebuilt,
+                        shared,
+                        timeout,
+                        seed,
+                    )
+                })?,
+        );
+    }
+
+    shared.connected.wait();
+    let start = Instant::now();
+    *shared.timeline.lock().map_err(|_| "poisoned")? = Some(Timeline {
+        measure_from: start + run.warmup,
+        until: start + run.warmup + run.duration,
+    });
+    shared.go.wait();
+
+    let mut total = Stats::new();
+    let mut failure = None;
+    for handle in handles {
+        match handle.join() {
+            Ok(Ok(stats)) => total.merge(&stats),
+            Ok(Err(err)) => failure = Some(err),
+            Err(_) => failure = Some("a client thread panicked".into()),
+        }
+    }
+    if let Some(err) = failure {
+        return Err(err.into());
+    }
+    Summary {
+        workload: args.rpc.name().to_owned(),
+        concurrency: run.concurrency,
+        connections,
+        threads,
+        population: args.population.population,
+        distribution: &distribution_name(&args.population),
+        values_per_request: args.rpc.values_written(),
+        duration: run.duration,
+        stats: &total,
+        throughput: None,
+        tags: &run.tags,
+        extra: json!({}),
+    }
+    .print(run.json);
+    Ok(())
+}
+
+/// One client thread: a single-threaded runtime with its connections and
+/// workers. Returns its share of the statistics.
+fn client_thread(
+    endpoint: Endpoint,
+    connections: usize,
+    workers: Vec<(usize, usize)>,
+    prebuilt: Arc<Prebuilt>,
+    shared: Arc<Shared>,
+    timeout: Duration,
+    seed: u64,
+) -> Result<Stats, String> {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            // Still pass both barriers, so that the others don't wait forever.
+            shared.failed.store(true, Ordering::SeqCst);
+            shared.connected.wait();
+            shared.go.wait();
+            return Err(format!("cannot start a runtime: {err}"));
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async move {
+        let mut channels = Vec::with_capacity(connections);
+        let mut error = None;
+        for _ in 0..connections {
+            match endpoint.connect().await {
+                Ok(channel) => channels.push(Clients::new(channel)),
+                Err(err) => {
+                    error = Some(format!("cannot connect to {}: {err:?}", endpoint.uri()));
+                    break;
+                }
+            }
+        }
+        if error.is_some() {
+            shared.failed.store(true, Ordering::SeqCst);
+        }
+        // Blocking this thread is fine here: nothing is in flight yet.
+        shared.connected.wait();
+        shared.go.wait();
+        if let Some(error) = error {
+            return Err(error);
+        }
+        if shared.failed.load(Ordering::SeqCst) {
+            return Err("another client thread failed".into());
+        }
+        let (measure_from, until) = {
+            let guard = shared.timeline.lock().map_err(|_| "poisoned")?;
+            let timeline = guard.as_ref().ok_or("no timeline")?;
+            (timeline.measure_from, timeline.until)
+        };
+        let stats = Rc::new(RefCell::new(Stats::new()));
+        let mut tasks = Vec::with_capacity(workers.len());
+        for (worker, connection) in workers {
+            let mut clients = channels[connection].clone();
+            let prebuilt = prebuilt.clone();
+            let stats = stats.clone();
+            let mut rng = Rng::new(seed ^ (worker as u64).wrapping_mul(0xA076_1D64_78BD_642F));
+            tasks.push(tokio::task::spawn_local(async move {
+                let mut n = worker;
+                loop {
+                    let started = Instant::now();
+                    if started >= until {
+                        break;
+                    }
+                    let id = prebuilt.ids.pick(&mut rng);
+                    let result =
+                        tokio::time::timeout(timeout, clients.call(&prebuilt, id, n)).await;
+                    let finished = Instant::now();
+                    n = n.wrapping_add(1);
+                    // Completions inside the measured window count.
+                    if finished < measure_from || finished > until {
+                        continue;
+                    }
+                    let mut stats = stats.borrow_mut();
+                    match result {
+                        Ok(Ok(())) => stats
+                            .ok
+                            .record(finished.duration_since(started).as_nanos() as u64),
+                        Ok(Err(status)) => {
+                            stats.error(status.code() as i32, || status.message().to_owned())
+                        }
+                        Err(_) => stats
+                            .error(CLIENT_TIMEOUT, || format!("no response within {timeout:?}")),
+                    }
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.map_err(|e| format!("a worker failed: {e}"))?;
+        }
+        let stats = stats.replace(Stats::new());
+        Ok(stats)
+    })
+}
