@@ -418,9 +418,7 @@ fn client_thread(
                     }
                     let mut stats = stats.borrow_mut();
                     match result {
-                        Ok(Ok(())) => stats
-                            .ok
-                            .record(finished.duration_since(started).as_nanos() as u64),
+                        Ok(Ok(())) => stats.ok(finished.duration_since(started).as_nanos() as u64),
                         Ok(Err(status)) => {
                             stats.error(status.code() as i32, || status.message().to_owned())
                         }

@@ -59,7 +59,7 @@ pub(crate) fn pgbench_log(args: PgbenchLogArgs) -> AnyResult<()> {
             let mut fields = line.split_ascii_whitespace();
             let latency = fields.nth(2).ok_or_else(|| format!("bad line {line:?}"))?;
             match latency.parse::<u64>() {
-                Ok(us) => stats.ok.record(us * 1000),
+                Ok(us) => stats.ok(us * 1000),
                 // "failed" or "skipped" with --failures-detailed and friends.
                 Err(_) => stats.error(Code::Unknown as i32, || line.clone()),
             }

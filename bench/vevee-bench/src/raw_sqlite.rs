@@ -228,9 +228,7 @@ pub(crate) fn raw_sqlite(args: RawSqliteArgs) -> AnyResult<()> {
                         continue;
                     }
                     match result {
-                        Ok(Ok(())) => stats
-                            .ok
-                            .record(finished.duration_since(started).as_nanos() as u64),
+                        Ok(Ok(())) => stats.ok(finished.duration_since(started).as_nanos() as u64),
                         // Code UNKNOWN stands for any database error here.
                         Ok(Err(err)) => stats.error(Code::Unknown as i32, || err.to_string()),
                         Err(_) => stats.error(CLIENT_TIMEOUT, || {

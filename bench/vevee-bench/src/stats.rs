@@ -3,105 +3,22 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
+use hdrhistogram::Histogram;
 use serde_json::{Value as Json, json};
 
-/// Values below this many nanoseconds have a bucket each.
-const LINEAR: u64 = 256;
-/// Sub-buckets per power of two above `LINEAR`: a relative error under 1%.
-const SUB_BITS: u32 = 7;
-const SUB: u64 = 1 << SUB_BITS;
-const BUCKETS: usize = (LINEAR + (64 - 8) * SUB) as usize;
-
-/// A log-linear histogram of nanoseconds.
-#[derive(Clone)]
-pub(crate) struct Histogram {
-    counts: Vec<u64>,
-    total: u64,
-    max: u64,
-    sum: u128,
-}
-
-impl Histogram {
-    pub(crate) fn new() -> Self {
-        Histogram {
-            counts: vec![0; BUCKETS],
-            total: 0,
-            max: 0,
-            sum: 0,
-        }
-    }
-
-    fn index(v: u64) -> usize {
-        if v < LINEAR {
-            v as usize
-        } else {
-            let e = 63 - v.leading_zeros();
-            let mantissa = (v >> (e - SUB_BITS)) - SUB;
-            (LINEAR + u64::from(e - 8) * SUB + mantissa) as usize
-        }
-    }
-
-    /// The middle of bucket `i`.
-    fn value(i: usize) -> u64 {
-        let i = i as u64;
-        if i < LINEAR {
-            i
-        } else {
-            let j = i - LINEAR;
-            let shift = j / SUB + 8 - u64::from(SUB_BITS);
-            let lower = (SUB + j % SUB) << shift;
-            lower + (1u64 << shift) / 2
-        }
-    }
-
-    pub(crate) fn record(&mut self, nanos: u64) {
-        self.counts[Self::index(nanos)] += 1;
-        self.total += 1;
-        self.max = self.max.max(nanos);
-        self.sum += u128::from(nanos);
-    }
-
-    fn merge(&mut self, other: &Histogram) {
-        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
-            *a += b;
-        }
-        self.total += other.total;
-        self.max = self.max.max(other.max);
-        self.sum += other.sum;
-    }
-
-    /// The `p`-th percentile in nanoseconds (0 when empty).
-    fn percentile(&self, p: f64) -> u64 {
-        if self.total == 0 {
-            return 0;
-        }
-        let rank = ((p / 100.0 * self.total as f64).ceil() as u64).clamp(1, self.total);
-        let mut seen = 0;
-        for (i, &c) in self.counts.iter().enumerate() {
-            seen += c;
-            if seen >= rank {
-                return Self::value(i).min(self.max);
-            }
-        }
-        self.max
-    }
-
-    fn mean(&self) -> u64 {
-        if self.total == 0 {
-            0
-        } else {
-            (self.sum / u128::from(self.total)) as u64
-        }
-    }
-}
+/// Latencies above this (an hour, in nanoseconds) are recorded as this.
+const MAX_NANOS: u64 = 3_600_000_000_000;
+/// Significant figures of the histogram: values within 0.1% of each other
+/// share a bucket.
+const SIGNIFICANT_FIGURES: u8 = 3;
 
 /// Pseudo gRPC code of a request the client abandoned.
 pub(crate) const CLIENT_TIMEOUT: i32 = -1;
 
 /// Outcomes of one run (or one thread's share of it).
 pub(crate) struct Stats {
-    /// Latency of successful requests.
-    pub(crate) ok: Histogram,
+    /// Latency of successful requests, in nanoseconds.
+    ok: Histogram<u64>,
     /// Failed requests by gRPC code.
     pub(crate) errors: BTreeMap<i32, u64>,
     /// The first message seen per code, to tell what went wrong.
@@ -111,10 +28,16 @@ pub(crate) struct Stats {
 impl Stats {
     pub(crate) fn new() -> Self {
         Stats {
-            ok: Histogram::new(),
+            ok: Histogram::new_with_max(MAX_NANOS, SIGNIFICANT_FIGURES)
+                .expect("valid histogram bounds"),
             errors: BTreeMap::new(),
             first_error: BTreeMap::new(),
         }
+    }
+
+    /// Records a successful request that took `nanos`.
+    pub(crate) fn ok(&mut self, nanos: u64) {
+        self.ok.saturating_record(nanos);
     }
 
     pub(crate) fn error(&mut self, code: i32, message: impl FnOnce() -> String) {
@@ -123,7 +46,9 @@ impl Stats {
     }
 
     pub(crate) fn merge(&mut self, other: &Stats) {
-        self.ok.merge(&other.ok);
+        self.ok
+            .add(&other.ok)
+            .expect("histograms of the same bounds add up");
         for (code, n) in &other.errors {
             *self.errors.entry(*code).or_default() += n;
         }
@@ -182,14 +107,14 @@ fn loadavg() -> f64 {
         .unwrap_or(0.0)
 }
 
-fn ms(nanos: u64) -> f64 {
-    (nanos as f64 / 1e6 * 1000.0).round() / 1000.0
+fn ms(nanos: f64) -> f64 {
+    (nanos / 1e6 * 1000.0).round() / 1000.0
 }
 
 impl Summary<'_> {
     fn to_json(&self) -> Json {
         let secs = self.duration.as_secs_f64();
-        let ok = self.stats.ok.total;
+        let ok = self.stats.ok.len();
         let errors: u64 = self.stats.errors.values().sum();
         let throughput = self
             .throughput
@@ -220,10 +145,10 @@ impl Summary<'_> {
             "throughput_rps": (throughput * 10.0).round() / 10.0,
             "values_per_s": (throughput * self.values_per_request as f64).round(),
             "latency_ms": {
-                "p50": ms(h.percentile(50.0)),
-                "p90": ms(h.percentile(90.0)),
-                "p99": ms(h.percentile(99.0)),
-                "max": ms(h.max),
+                "p50": ms(h.value_at_quantile(0.50) as f64),
+                "p90": ms(h.value_at_quantile(0.90) as f64),
+                "p99": ms(h.value_at_quantile(0.99) as f64),
+                "max": ms(h.max() as f64),
                 "mean": ms(h.mean()),
             },
             "tags": tags,
@@ -278,5 +203,78 @@ impl Summary<'_> {
         for (code, message) in &self.stats.first_error {
             println!("  first {}: {message}", code_name(*code));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(stats: &Stats) -> Json {
+        Summary {
+            workload: "test".into(),
+            concurrency: 1,
+            connections: 1,
+            threads: 1,
+            population: 1,
+            distribution: "uniform",
+            values_per_request: 1,
+            duration: Duration::from_secs(1),
+            stats,
+            throughput: None,
+            tags: &[],
+            extra: json!({}),
+        }
+        .to_json()
+    }
+
+    #[test]
+    fn percentiles_in_milliseconds_within_a_tenth_of_a_percent() {
+        // Two halves recorded apart and merged: 1 µs .. 1000 µs.
+        let (mut a, mut b) = (Stats::new(), Stats::new());
+        for us in 1..=1000u64 {
+            if us % 2 == 0 { &mut a } else { &mut b }.ok(us * 1000);
+        }
+        a.merge(&b);
+        let j = summary(&a);
+        assert_eq!(j["ok"], 1000);
+        assert_eq!(j["requests"], 1000);
+        let l = &j["latency_ms"];
+        for (p, want) in [
+            ("p50", 0.5),
+            ("p90", 0.9),
+            ("p99", 0.99),
+            ("max", 1.0),
+            ("mean", 0.5005),
+        ] {
+            let got = l[p].as_f64().unwrap();
+            assert!(
+                (got - want).abs() <= want * 0.001 + 0.001,
+                "{p}: {got} vs {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_empty_run_reports_zeros_and_its_errors() {
+        let mut stats = Stats::new();
+        stats.error(CLIENT_TIMEOUT, || "slow".into());
+        stats.error(CLIENT_TIMEOUT, || "ignored".into());
+        let j = summary(&stats);
+        assert_eq!(j["ok"], 0);
+        assert_eq!(j["requests"], 2);
+        assert_eq!(j["errors"], json!({"CLIENT_TIMEOUT": 2}));
+        assert_eq!(stats.first_error[&CLIENT_TIMEOUT], "slow");
+        for p in ["p50", "p90", "p99", "max", "mean"] {
+            assert_eq!(j["latency_ms"][p], 0.0, "{p}");
+        }
+    }
+
+    #[test]
+    fn latencies_beyond_the_range_saturate() {
+        let mut stats = Stats::new();
+        stats.ok(u64::MAX);
+        let max = summary(&stats)["latency_ms"]["max"].as_f64().unwrap();
+        assert!((max - MAX_NANOS as f64 / 1e6).abs() <= MAX_NANOS as f64 / 1e6 * 0.001);
     }
 }
