@@ -29,7 +29,7 @@ use vevee_attributes::proto::v1::{
 
 use crate::{
     ATTRIBUTES, AnyResult, RunArgs, TargetArgs,
-    population::{Ids, PopulationArgs, Rng, clock_seed, distribution_name},
+    population::{Ids, PopulationArgs, clock_seed, distribution_name, worker_rng},
     stats::{CLIENT_TIMEOUT, Stats, Summary},
 };
 
@@ -399,7 +399,7 @@ fn client_thread(
             let mut clients = channels[connection].clone();
             let prebuilt = prebuilt.clone();
             let stats = stats.clone();
-            let mut rng = Rng::new(seed ^ (worker as u64).wrapping_mul(0xA076_1D64_78BD_642F));
+            let mut rng = worker_rng(seed, worker);
             tasks.push(tokio::task::spawn_local(async move {
                 let mut n = worker;
                 loop {

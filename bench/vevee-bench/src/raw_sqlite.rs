@@ -13,7 +13,7 @@ use tonic::Code;
 
 use crate::{
     ATTRIBUTES, AnyResult, RunArgs,
-    population::{Ids, PopulationArgs, Rng, clock_seed, distribution_name},
+    population::{Ids, PopulationArgs, clock_seed, distribution_name, worker_rng},
     stats::{CLIENT_TIMEOUT, Stats, Summary},
 };
 
@@ -170,7 +170,7 @@ pub(crate) fn raw_sqlite(args: RawSqliteArgs) -> AnyResult<()> {
         let mut tasks = Vec::with_capacity(run.concurrency);
         for worker in 0..run.concurrency {
             let (writer, reader, ids) = (writer.clone(), reader.clone(), ids.clone());
-            let mut rng = Rng::new(seed ^ (worker as u64).wrapping_mul(0xA076_1D64_78BD_642F));
+            let mut rng = worker_rng(seed, worker);
             tasks.push(tokio::spawn(async move {
                 let mut stats = Stats::new();
                 let mut n = worker;
