@@ -54,12 +54,28 @@ impl AttributeType {
             .into_iter()
             .find(|t| t.as_str() == s)
             .ok_or_else(|| {
-                Error::invalid_definition(format!(
-                    "type: {} is not an attribute type; use one of text, number, boolean, date, \
-                     single_choice or multi_choice.",
-                    quote(s)
-                ))
+                Error::invalid_definition_at(
+                    "type",
+                    format!(
+                        "{} is not an attribute type; use one of text, number, boolean, date, \
+                         single_choice or multi_choice.",
+                        quote(s)
+                    ),
+                )
             })
+    }
+
+    /// The config fields this type takes, by their JSON (and proto) names,
+    /// in the order messages list them. Boolean takes none.
+    pub const fn config_fields(self) -> &'static [&'static str] {
+        match self {
+            AttributeType::Text => &["max_length", "truncate"],
+            AttributeType::Number => &["min", "max", "integer"],
+            AttributeType::Boolean => &[],
+            AttributeType::Date => &["include_time"],
+            AttributeType::SingleChoice => &["options", "allow_custom"],
+            AttributeType::MultiChoice => &["options", "allow_custom", "max_items"],
+        }
     }
 }
 
@@ -85,10 +101,13 @@ impl TextConfig {
     /// A text config; `max_length` must be 1-65535.
     pub fn new(max_length: u32, truncate: bool) -> Result<Self, Error> {
         if !(1..=Self::MAX_MAX_LENGTH).contains(&max_length) {
-            return Err(Error::invalid_definition(format!(
-                "config.max_length: {max_length} is out of range; it must be from 1 to {}.",
-                Self::MAX_MAX_LENGTH
-            )));
+            return Err(Error::invalid_definition_at(
+                "config.max_length",
+                format!(
+                    "{max_length} is out of range; it must be from 1 to {}.",
+                    Self::MAX_MAX_LENGTH
+                ),
+            ));
         }
         Ok(TextConfig {
             max_length,
@@ -131,26 +150,33 @@ impl NumberConfig {
     pub fn new(min: Option<f64>, max: Option<f64>, integer: bool) -> Result<Self, Error> {
         for (field, bound) in [("min", min), ("max", max)] {
             if let Some(b) = bound.filter(|b| !b.is_finite()) {
-                return Err(Error::invalid_definition(format!(
-                    "config.{field}: {b} is not a finite number; leave it unset for no bound."
-                )));
+                return Err(Error::invalid_definition_at(
+                    format!("config.{field}"),
+                    format!("{b} is not a finite number; leave it unset for no bound."),
+                ));
             }
         }
         if let (Some(lo), Some(hi)) = (min, max) {
             if lo > hi {
-                return Err(Error::invalid_definition(format!(
-                    "config.min: {} is greater than config.max {}; min must not exceed max.",
-                    number_text(lo),
-                    number_text(hi)
-                )));
+                return Err(Error::invalid_definition_at(
+                    "config.min",
+                    format!(
+                        "{} is greater than config.max {}; min must not exceed max.",
+                        number_text(lo),
+                        number_text(hi)
+                    ),
+                ));
             }
             if integer && lo.ceil() > hi.floor() {
-                return Err(Error::invalid_definition(format!(
-                    "config.integer: no whole number lies between min {} and max {}, so no value \
-                     could be stored; widen the range or set integer to false.",
-                    number_text(lo),
-                    number_text(hi)
-                )));
+                return Err(Error::invalid_definition_at(
+                    "config.integer",
+                    format!(
+                        "no whole number lies between min {} and max {}, so no value could be \
+                         stored; widen the range or set integer to false.",
+                        number_text(lo),
+                        number_text(hi)
+                    ),
+                ));
             }
         }
         // -0.0 would print as "0" in messages yet is a distinct JSON value;
@@ -227,23 +253,28 @@ impl ChoiceOptions {
     /// characters (options are one-line labels), and unique caseless.
     fn parse(options: Vec<String>) -> Result<Self, Error> {
         if options.is_empty() {
-            return Err(Error::invalid_definition(
-                "config.options: no options given; declare at least one.",
+            return Err(Error::invalid_definition_at(
+                "config.options",
+                "no options given; declare at least one.",
             ));
         }
         if options.len() > Self::MAX_OPTIONS {
-            return Err(Error::invalid_definition(format!(
-                "config.options: {} options given; at most {} are allowed.",
-                options.len(),
-                Self::MAX_OPTIONS
-            )));
+            return Err(Error::invalid_definition_at(
+                "config.options",
+                format!(
+                    "{} options given; at most {} are allowed.",
+                    options.len(),
+                    Self::MAX_OPTIONS
+                ),
+            ));
         }
         let mut by_folded: HashMap<String, usize> = HashMap::with_capacity(options.len());
         for (i, option) in options.iter().enumerate() {
             let invalid = |problem: String| {
-                Err(Error::invalid_definition(format!(
-                    "config.options[{i}]: {problem}"
-                )))
+                Err(Error::invalid_definition_at(
+                    format!("config.options[{i}]"),
+                    problem,
+                ))
             };
             if option.trim().is_empty() {
                 return invalid(format!(
@@ -347,8 +378,9 @@ impl MultiChoiceConfig {
     pub fn new(options: Vec<String>, allow_custom: bool, max_items: u32) -> Result<Self, Error> {
         let options = ChoiceOptions::parse(options)?;
         if max_items == 0 {
-            return Err(Error::invalid_definition(
-                "config.max_items: 0 is out of range; it must be at least 1.",
+            return Err(Error::invalid_definition_at(
+                "config.max_items",
+                "0 is out of range; it must be at least 1.",
             ));
         }
         Ok(MultiChoiceConfig {
@@ -510,10 +542,10 @@ impl<'a> JsonFields<'a> {
         match json {
             Json::Object(object) => Ok(JsonFields(Some(object))),
             Json::Null => Ok(JsonFields(None)),
-            other => Err(Error::invalid_definition(format!(
-                "config: expected an object, got {}.",
-                json_preview(other)
-            ))),
+            other => Err(Error::invalid_definition_at(
+                "config",
+                format!("expected an object, got {}.", json_preview(other)),
+            )),
         }
     }
 
@@ -525,13 +557,17 @@ impl<'a> JsonFields<'a> {
             .find(|k| !allowed.contains(&k.as_str()));
         match unknown {
             None => Ok(()),
-            Some(k) if allowed.is_empty() => Err(Error::invalid_definition(format!(
-                "config.{k}: this type has no config fields; leave config empty."
-            ))),
-            Some(k) => Err(Error::invalid_definition(format!(
-                "config.{k}: unknown field; the fields of this type are {}.",
-                allowed.join(", ")
-            ))),
+            Some(k) if allowed.is_empty() => Err(Error::invalid_definition_at(
+                format!("config.{k}"),
+                "this type has no config fields; leave config empty.",
+            )),
+            Some(k) => Err(Error::invalid_definition_at(
+                format!("config.{k}"),
+                format!(
+                    "unknown field; the fields of this type are {}.",
+                    allowed.join(", ")
+                ),
+            )),
         }
     }
 
@@ -542,10 +578,10 @@ impl<'a> JsonFields<'a> {
     }
 
     fn wrong(field: &str, expected: &str, got: &Json) -> Error {
-        Error::invalid_definition(format!(
-            "config.{field}: expected {expected}, got {}.",
-            json_preview(got)
-        ))
+        Error::invalid_definition_at(
+            format!("config.{field}"),
+            format!("expected {expected}, got {}.", json_preview(got)),
+        )
     }
 
     fn bool(&self, field: &str) -> Result<Option<bool>, Error> {
@@ -624,6 +660,7 @@ pub(crate) mod tests {
             "expected field {field}: {}",
             e.message()
         );
+        assert_eq!(e.field(), Some(field), "{}", e.message());
         assert!(
             e.message().contains(needle),
             "{needle:?} in {}",
