@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 
+use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
+use serde_path_to_error::{Path, Segment};
 
 use crate::domain::error::Error;
 use crate::domain::text::{char_len, fold, number_text, quote};
@@ -484,49 +486,44 @@ impl AttributeConfig {
     /// `null`) take their defaults; unknown fields are refused so that a typo
     /// such as `maxLength` is not silently ignored.
     pub fn from_json(attribute_type: AttributeType, json: &Json) -> Result<Self, Error> {
-        let fields = JsonFields::new(json)?;
-        let config = match attribute_type {
+        let t = attribute_type;
+        let config = match t {
             AttributeType::Text => {
-                fields.only(&["max_length", "truncate"])?;
-                let max_length = fields.u32("max_length")?;
+                let c: TextJson = read(t, json)?;
                 AttributeConfig::Text(TextConfig::new(
-                    max_length.unwrap_or(TextConfig::DEFAULT_MAX_LENGTH),
-                    fields.bool("truncate")?.unwrap_or(false),
+                    c.max_length.unwrap_or(TextConfig::DEFAULT_MAX_LENGTH),
+                    c.truncate.unwrap_or(false),
                 )?)
             }
             AttributeType::Number => {
-                fields.only(&["min", "max", "integer"])?;
+                let c: NumberJson = read(t, json)?;
                 AttributeConfig::Number(NumberConfig::new(
-                    fields.f64("min")?,
-                    fields.f64("max")?,
-                    fields.bool("integer")?.unwrap_or(false),
+                    c.min,
+                    c.max,
+                    c.integer.unwrap_or(false),
                 )?)
             }
             AttributeType::Boolean => {
-                fields.only(&[])?;
+                let BooleanJson {} = read(t, json)?;
                 AttributeConfig::Boolean
             }
             AttributeType::Date => {
-                fields.only(&["include_time"])?;
-                AttributeConfig::Date(DateConfig::new(
-                    fields.bool("include_time")?.unwrap_or(false),
-                ))
+                let c: DateJson = read(t, json)?;
+                AttributeConfig::Date(DateConfig::new(c.include_time.unwrap_or(false)))
             }
             AttributeType::SingleChoice => {
-                fields.only(&["options", "allow_custom"])?;
+                let c: SingleChoiceJson = read(t, json)?;
                 AttributeConfig::SingleChoice(ChoiceConfig::new(
-                    fields.strings("options")?.unwrap_or_default(),
-                    fields.bool("allow_custom")?.unwrap_or(false),
+                    c.options.unwrap_or_default(),
+                    c.allow_custom.unwrap_or(false),
                 )?)
             }
             AttributeType::MultiChoice => {
-                fields.only(&["options", "allow_custom", "max_items"])?;
+                let c: MultiChoiceJson = read(t, json)?;
                 AttributeConfig::MultiChoice(MultiChoiceConfig::new(
-                    fields.strings("options")?.unwrap_or_default(),
-                    fields.bool("allow_custom")?.unwrap_or(false),
-                    fields
-                        .u32("max_items")?
-                        .unwrap_or(MultiChoiceConfig::DEFAULT_MAX_ITEMS),
+                    c.options.unwrap_or_default(),
+                    c.allow_custom.unwrap_or(false),
+                    c.max_items.unwrap_or(MultiChoiceConfig::DEFAULT_MAX_ITEMS),
                 )?)
             }
         };
@@ -534,98 +531,118 @@ impl AttributeConfig {
     }
 }
 
-/// The fields of a config object, read with messages naming `config.<field>`.
-struct JsonFields<'a>(Option<&'a Map<String, Json>>);
+// The JSON forms of the configs, one per type, as `to_json` writes them.
+// Their fields are the type's `config_fields` (a test reads each of them);
+// each is an `Option` because a missing field and `null` both mean the
+// default, which `from_json` fills in.
 
-impl<'a> JsonFields<'a> {
-    fn new(json: &'a Json) -> Result<Self, Error> {
-        match json {
-            Json::Object(object) => Ok(JsonFields(Some(object))),
-            Json::Null => Ok(JsonFields(None)),
-            other => Err(Error::invalid_definition_at(
-                "config",
-                format!("expected an object, got {}.", json_preview(other)),
-            )),
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TextJson {
+    max_length: Option<u32>,
+    truncate: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NumberJson {
+    min: Option<f64>,
+    max: Option<f64>,
+    integer: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct BooleanJson {}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DateJson {
+    include_time: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SingleChoiceJson {
+    options: Option<Vec<String>>,
+    allow_custom: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct MultiChoiceJson {
+    options: Option<Vec<String>>,
+    allow_custom: Option<bool>,
+    max_items: Option<u32>,
+}
+
+/// Reads the JSON form of a config of type `t`: `null` is every default and
+/// an object is read by serde. Anything else is refused here, because a
+/// derived struct would also read a list, by position.
+fn read<'a, T: Deserialize<'a> + Default>(t: AttributeType, json: &'a Json) -> Result<T, Error> {
+    match json {
+        Json::Null => Ok(T::default()),
+        Json::Object(_) => {
+            serde_path_to_error::deserialize(json).map_err(|e| misread(t, json, e.path()))
         }
+        other => Err(not_an_object(other)),
     }
+}
 
-    fn only(&self, allowed: &[&str]) -> Result<(), Error> {
-        let unknown = self
-            .0
-            .into_iter()
-            .flat_map(|object| object.keys())
-            .find(|k| !allowed.contains(&k.as_str()));
-        match unknown {
-            None => Ok(()),
-            Some(k) if allowed.is_empty() => Err(Error::invalid_definition_at(
-                format!("config.{k}"),
-                "this type has no config fields; leave config empty.",
-            )),
-            Some(k) => Err(Error::invalid_definition_at(
-                format!("config.{k}"),
-                format!(
-                    "unknown field; the fields of this type are {}.",
-                    allowed.join(", ")
-                ),
-            )),
-        }
-    }
-
-    fn get(&self, field: &str) -> Option<&'a Json> {
-        self.0
-            .and_then(|object| object.get(field))
-            .filter(|v| !v.is_null())
-    }
-
-    fn wrong(field: &str, expected: &str, got: &Json) -> Error {
+/// The error for a config object that serde could not read, told by where
+/// it stopped, not by serde's text (whose wording is not this service's): at
+/// a name that is not one of the type's fields (`deny_unknown_fields`), or
+/// at a field, or an item of `options`, whose value has the wrong type or
+/// is out of range.
+fn misread(t: AttributeType, json: &Json, path: &Path) -> Error {
+    let mut segments = path.iter();
+    let Some(Segment::Map { key: field }) = segments.next() else {
+        // serde stops at the root only for a value that is not an object,
+        // which `read` refuses before; handled all the same.
+        return not_an_object(json);
+    };
+    let fields = t.config_fields();
+    let error = if fields.is_empty() {
+        Error::invalid_definition_at(field, "this type has no config fields; leave config empty.")
+    } else if !fields.contains(&field.as_str()) {
         Error::invalid_definition_at(
-            format!("config.{field}"),
-            format!("expected {expected}, got {}.", json_preview(got)),
+            field,
+            format!(
+                "unknown field; the fields of this type are {}.",
+                fields.join(", ")
+            ),
         )
-    }
+    } else {
+        let wrong =
+            |expected: &str, got: &Json| format!("expected {expected}, got {}.", json_preview(got));
+        match segments.next() {
+            // Only `options` has items.
+            Some(Segment::Seq { index }) => Error::invalid_definition_at(
+                format!("{field}[{index}]"),
+                wrong("a string", &json[field][*index]),
+            ),
+            _ => Error::invalid_definition_at(field, wrong(holds(field), &json[field])),
+        }
+    };
+    error.at("config")
+}
 
-    fn bool(&self, field: &str) -> Result<Option<bool>, Error> {
-        self.get(field)
-            .map(|v| {
-                v.as_bool()
-                    .ok_or_else(|| Self::wrong(field, "true or false", v))
-            })
-            .transpose()
+/// What a config field holds, as a message about a wrong value says it.
+fn holds(field: &str) -> &'static str {
+    match field {
+        "max_length" | "max_items" => "a whole number from 0 to 4294967295",
+        "min" | "max" => "a number",
+        "options" => "a list of strings",
+        // truncate, integer, include_time, allow_custom
+        _ => "true or false",
     }
+}
 
-    fn u32(&self, field: &str) -> Result<Option<u32>, Error> {
-        self.get(field)
-            .map(|v| {
-                v.as_u64()
-                    .and_then(|n| u32::try_from(n).ok())
-                    .ok_or_else(|| Self::wrong(field, "a whole number from 0 to 4294967295", v))
-            })
-            .transpose()
-    }
-
-    fn f64(&self, field: &str) -> Result<Option<f64>, Error> {
-        self.get(field)
-            .map(|v| v.as_f64().ok_or_else(|| Self::wrong(field, "a number", v)))
-            .transpose()
-    }
-
-    fn strings(&self, field: &str) -> Result<Option<Vec<String>>, Error> {
-        self.get(field)
-            .map(|v| {
-                let list = v
-                    .as_array()
-                    .ok_or_else(|| Self::wrong(field, "a list of strings", v))?;
-                list.iter()
-                    .enumerate()
-                    .map(|(i, item)| {
-                        item.as_str()
-                            .map(str::to_owned)
-                            .ok_or_else(|| Self::wrong(&format!("{field}[{i}]"), "a string", item))
-                    })
-                    .collect()
-            })
-            .transpose()
-    }
+fn not_an_object(json: &Json) -> Error {
+    Error::invalid_definition_at(
+        "config",
+        format!("expected an object, got {}.", json_preview(json)),
+    )
 }
 
 /// A JSON value shortened for a message.
@@ -921,6 +938,101 @@ pub(crate) mod tests {
         ];
         for (t, json, field, needle) in cases {
             assert_definition_error(AttributeConfig::from_json(t, &json), field, needle);
+        }
+    }
+
+    #[test]
+    fn each_type_reads_exactly_its_config_fields() {
+        for t in AttributeType::ALL {
+            let choice = matches!(t, AttributeType::SingleChoice | AttributeType::MultiChoice);
+            let with = |field: &str, value: Json| {
+                let mut json = if choice {
+                    json!({"options": ["a"]})
+                } else {
+                    json!({})
+                };
+                json[field] = value;
+                AttributeConfig::from_json(t, &json)
+            };
+            for &field in t.config_fields() {
+                // Each listed field is read: null is its default...
+                if field != "options" {
+                    assert!(with(field, Json::Null).is_ok(), "{t}.{field}");
+                }
+                // ...and a value of the wrong type is refused at that field.
+                let e = with(field, json!({})).unwrap_err();
+                assert_eq!(e.field(), Some(format!("config.{field}").as_str()));
+                assert!(e.detail().starts_with("expected "), "{}", e.message());
+                assert!(e.detail().ends_with(", got {}."), "{}", e.message());
+            }
+            let e = with("zzz", Json::Null).unwrap_err();
+            assert_eq!(e.field(), Some("config.zzz"), "{t}: {}", e.message());
+        }
+        assert!(AttributeType::Boolean.config_fields().is_empty());
+        assert_eq!(
+            AttributeType::MultiChoice.config_fields(),
+            ["options", "allow_custom", "max_items"]
+        );
+    }
+
+    #[test]
+    fn config_json_errors_keep_their_wording() {
+        let cases = [
+            (
+                AttributeType::Text,
+                json!({"max_length": "3"}),
+                "config.max_length: expected a whole number from 0 to 4294967295, got \"3\".",
+            ),
+            (
+                AttributeType::MultiChoice,
+                json!({"options": ["a"], "max_items": 4294967296u64}),
+                "config.max_items: expected a whole number from 0 to 4294967295, got 4294967296.",
+            ),
+            (
+                AttributeType::Number,
+                json!({"max": true}),
+                "config.max: expected a number, got true.",
+            ),
+            (
+                AttributeType::Date,
+                json!({"include_time": "yes"}),
+                "config.include_time: expected true or false, got \"yes\".",
+            ),
+            (
+                AttributeType::SingleChoice,
+                json!({"options": ["a", null]}),
+                "config.options[1]: expected a string, got null.",
+            ),
+            (
+                AttributeType::Text,
+                json!({"maxLength": 3}),
+                "config.maxLength: unknown field; the fields of this type are max_length, truncate.",
+            ),
+            (
+                AttributeType::Boolean,
+                json!({"x": 1}),
+                "config.x: this type has no config fields; leave config empty.",
+            ),
+            // A list is not read by position into the fields.
+            (
+                AttributeType::Date,
+                json!([true]),
+                "config: expected an object, got [true].",
+            ),
+            (
+                AttributeType::Boolean,
+                json!([]),
+                "config: expected an object, got [].",
+            ),
+            (
+                AttributeType::Number,
+                json!("x"),
+                "config: expected an object, got \"x\".",
+            ),
+        ];
+        for (t, json, message) in cases {
+            let e = AttributeConfig::from_json(t, &json).unwrap_err();
+            assert_eq!(e.message(), message, "{t} {json}");
         }
     }
 
