@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 
+use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
+use serde_path_to_error::{Path, Segment};
 
 use crate::domain::error::Error;
 use crate::domain::text::{char_len, fold, number_text, quote};
@@ -54,12 +56,28 @@ impl AttributeType {
             .into_iter()
             .find(|t| t.as_str() == s)
             .ok_or_else(|| {
-                Error::invalid_definition(format!(
-                    "type: {} is not an attribute type; use one of text, number, boolean, date, \
-                     single_choice or multi_choice.",
-                    quote(s)
-                ))
+                Error::invalid_definition_at(
+                    "type",
+                    format!(
+                        "{} is not an attribute type; use one of text, number, boolean, date, \
+                         single_choice or multi_choice.",
+                        quote(s)
+                    ),
+                )
             })
+    }
+
+    /// The config fields this type takes, by their JSON (and proto) names,
+    /// in the order messages list them. Boolean takes none.
+    pub const fn config_fields(self) -> &'static [&'static str] {
+        match self {
+            AttributeType::Text => &["max_length", "truncate"],
+            AttributeType::Number => &["min", "max", "integer"],
+            AttributeType::Boolean => &[],
+            AttributeType::Date => &["include_time"],
+            AttributeType::SingleChoice => &["options", "allow_custom"],
+            AttributeType::MultiChoice => &["options", "allow_custom", "max_items"],
+        }
     }
 }
 
@@ -85,10 +103,13 @@ impl TextConfig {
     /// A text config; `max_length` must be 1-65535.
     pub fn new(max_length: u32, truncate: bool) -> Result<Self, Error> {
         if !(1..=Self::MAX_MAX_LENGTH).contains(&max_length) {
-            return Err(Error::invalid_definition(format!(
-                "config.max_length: {max_length} is out of range; it must be from 1 to {}.",
-                Self::MAX_MAX_LENGTH
-            )));
+            return Err(Error::invalid_definition_at(
+                "config.max_length",
+                format!(
+                    "{max_length} is out of range; it must be from 1 to {}.",
+                    Self::MAX_MAX_LENGTH
+                ),
+            ));
         }
         Ok(TextConfig {
             max_length,
@@ -131,26 +152,33 @@ impl NumberConfig {
     pub fn new(min: Option<f64>, max: Option<f64>, integer: bool) -> Result<Self, Error> {
         for (field, bound) in [("min", min), ("max", max)] {
             if let Some(b) = bound.filter(|b| !b.is_finite()) {
-                return Err(Error::invalid_definition(format!(
-                    "config.{field}: {b} is not a finite number; leave it unset for no bound."
-                )));
+                return Err(Error::invalid_definition_at(
+                    format!("config.{field}"),
+                    format!("{b} is not a finite number; leave it unset for no bound."),
+                ));
             }
         }
         if let (Some(lo), Some(hi)) = (min, max) {
             if lo > hi {
-                return Err(Error::invalid_definition(format!(
-                    "config.min: {} is greater than config.max {}; min must not exceed max.",
-                    number_text(lo),
-                    number_text(hi)
-                )));
+                return Err(Error::invalid_definition_at(
+                    "config.min",
+                    format!(
+                        "{} is greater than config.max {}; min must not exceed max.",
+                        number_text(lo),
+                        number_text(hi)
+                    ),
+                ));
             }
             if integer && lo.ceil() > hi.floor() {
-                return Err(Error::invalid_definition(format!(
-                    "config.integer: no whole number lies between min {} and max {}, so no value \
-                     could be stored; widen the range or set integer to false.",
-                    number_text(lo),
-                    number_text(hi)
-                )));
+                return Err(Error::invalid_definition_at(
+                    "config.integer",
+                    format!(
+                        "no whole number lies between min {} and max {}, so no value could be \
+                         stored; widen the range or set integer to false.",
+                        number_text(lo),
+                        number_text(hi)
+                    ),
+                ));
             }
         }
         // -0.0 would print as "0" in messages yet is a distinct JSON value;
@@ -227,23 +255,28 @@ impl ChoiceOptions {
     /// characters (options are one-line labels), and unique caseless.
     fn parse(options: Vec<String>) -> Result<Self, Error> {
         if options.is_empty() {
-            return Err(Error::invalid_definition(
-                "config.options: no options given; declare at least one.",
+            return Err(Error::invalid_definition_at(
+                "config.options",
+                "no options given; declare at least one.",
             ));
         }
         if options.len() > Self::MAX_OPTIONS {
-            return Err(Error::invalid_definition(format!(
-                "config.options: {} options given; at most {} are allowed.",
-                options.len(),
-                Self::MAX_OPTIONS
-            )));
+            return Err(Error::invalid_definition_at(
+                "config.options",
+                format!(
+                    "{} options given; at most {} are allowed.",
+                    options.len(),
+                    Self::MAX_OPTIONS
+                ),
+            ));
         }
         let mut by_folded: HashMap<String, usize> = HashMap::with_capacity(options.len());
         for (i, option) in options.iter().enumerate() {
             let invalid = |problem: String| {
-                Err(Error::invalid_definition(format!(
-                    "config.options[{i}]: {problem}"
-                )))
+                Err(Error::invalid_definition_at(
+                    format!("config.options[{i}]"),
+                    problem,
+                ))
             };
             if option.trim().is_empty() {
                 return invalid(format!(
@@ -347,8 +380,9 @@ impl MultiChoiceConfig {
     pub fn new(options: Vec<String>, allow_custom: bool, max_items: u32) -> Result<Self, Error> {
         let options = ChoiceOptions::parse(options)?;
         if max_items == 0 {
-            return Err(Error::invalid_definition(
-                "config.max_items: 0 is out of range; it must be at least 1.",
+            return Err(Error::invalid_definition_at(
+                "config.max_items",
+                "0 is out of range; it must be at least 1.",
             ));
         }
         Ok(MultiChoiceConfig {
@@ -452,49 +486,44 @@ impl AttributeConfig {
     /// `null`) take their defaults; unknown fields are refused so that a typo
     /// such as `maxLength` is not silently ignored.
     pub fn from_json(attribute_type: AttributeType, json: &Json) -> Result<Self, Error> {
-        let fields = JsonFields::new(json)?;
-        let config = match attribute_type {
+        let t = attribute_type;
+        let config = match t {
             AttributeType::Text => {
-                fields.only(&["max_length", "truncate"])?;
-                let max_length = fields.u32("max_length")?;
+                let c: TextJson = read(t, json)?;
                 AttributeConfig::Text(TextConfig::new(
-                    max_length.unwrap_or(TextConfig::DEFAULT_MAX_LENGTH),
-                    fields.bool("truncate")?.unwrap_or(false),
+                    c.max_length.unwrap_or(TextConfig::DEFAULT_MAX_LENGTH),
+                    c.truncate.unwrap_or(false),
                 )?)
             }
             AttributeType::Number => {
-                fields.only(&["min", "max", "integer"])?;
+                let c: NumberJson = read(t, json)?;
                 AttributeConfig::Number(NumberConfig::new(
-                    fields.f64("min")?,
-                    fields.f64("max")?,
-                    fields.bool("integer")?.unwrap_or(false),
+                    c.min,
+                    c.max,
+                    c.integer.unwrap_or(false),
                 )?)
             }
             AttributeType::Boolean => {
-                fields.only(&[])?;
+                let BooleanJson {} = read(t, json)?;
                 AttributeConfig::Boolean
             }
             AttributeType::Date => {
-                fields.only(&["include_time"])?;
-                AttributeConfig::Date(DateConfig::new(
-                    fields.bool("include_time")?.unwrap_or(false),
-                ))
+                let c: DateJson = read(t, json)?;
+                AttributeConfig::Date(DateConfig::new(c.include_time.unwrap_or(false)))
             }
             AttributeType::SingleChoice => {
-                fields.only(&["options", "allow_custom"])?;
+                let c: SingleChoiceJson = read(t, json)?;
                 AttributeConfig::SingleChoice(ChoiceConfig::new(
-                    fields.strings("options")?.unwrap_or_default(),
-                    fields.bool("allow_custom")?.unwrap_or(false),
+                    c.options.unwrap_or_default(),
+                    c.allow_custom.unwrap_or(false),
                 )?)
             }
             AttributeType::MultiChoice => {
-                fields.only(&["options", "allow_custom", "max_items"])?;
+                let c: MultiChoiceJson = read(t, json)?;
                 AttributeConfig::MultiChoice(MultiChoiceConfig::new(
-                    fields.strings("options")?.unwrap_or_default(),
-                    fields.bool("allow_custom")?.unwrap_or(false),
-                    fields
-                        .u32("max_items")?
-                        .unwrap_or(MultiChoiceConfig::DEFAULT_MAX_ITEMS),
+                    c.options.unwrap_or_default(),
+                    c.allow_custom.unwrap_or(false),
+                    c.max_items.unwrap_or(MultiChoiceConfig::DEFAULT_MAX_ITEMS),
                 )?)
             }
         };
@@ -502,94 +531,118 @@ impl AttributeConfig {
     }
 }
 
-/// The fields of a config object, read with messages naming `config.<field>`.
-struct JsonFields<'a>(Option<&'a Map<String, Json>>);
+// The JSON forms of the configs, one per type, as `to_json` writes them.
+// Their fields are the type's `config_fields` (a test reads each of them);
+// each is an `Option` because a missing field and `null` both mean the
+// default, which `from_json` fills in.
 
-impl<'a> JsonFields<'a> {
-    fn new(json: &'a Json) -> Result<Self, Error> {
-        match json {
-            Json::Object(object) => Ok(JsonFields(Some(object))),
-            Json::Null => Ok(JsonFields(None)),
-            other => Err(Error::invalid_definition(format!(
-                "config: expected an object, got {}.",
-                json_preview(other)
-            ))),
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TextJson {
+    max_length: Option<u32>,
+    truncate: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NumberJson {
+    min: Option<f64>,
+    max: Option<f64>,
+    integer: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct BooleanJson {}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DateJson {
+    include_time: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SingleChoiceJson {
+    options: Option<Vec<String>>,
+    allow_custom: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct MultiChoiceJson {
+    options: Option<Vec<String>>,
+    allow_custom: Option<bool>,
+    max_items: Option<u32>,
+}
+
+/// Reads the JSON form of a config of type `t`: `null` is every default and
+/// an object is read by serde. Anything else is refused here, because a
+/// derived struct would also read a list, by position.
+fn read<'a, T: Deserialize<'a> + Default>(t: AttributeType, json: &'a Json) -> Result<T, Error> {
+    match json {
+        Json::Null => Ok(T::default()),
+        Json::Object(_) => {
+            serde_path_to_error::deserialize(json).map_err(|e| misread(t, json, e.path()))
         }
+        other => Err(not_an_object(other)),
     }
+}
 
-    fn only(&self, allowed: &[&str]) -> Result<(), Error> {
-        let unknown = self
-            .0
-            .into_iter()
-            .flat_map(|object| object.keys())
-            .find(|k| !allowed.contains(&k.as_str()));
-        match unknown {
-            None => Ok(()),
-            Some(k) if allowed.is_empty() => Err(Error::invalid_definition(format!(
-                "config.{k}: this type has no config fields; leave config empty."
-            ))),
-            Some(k) => Err(Error::invalid_definition(format!(
-                "config.{k}: unknown field; the fields of this type are {}.",
-                allowed.join(", ")
-            ))),
+/// The error for a config object that serde could not read, told by where
+/// it stopped, not by serde's text (whose wording is not this service's): at
+/// a name that is not one of the type's fields (`deny_unknown_fields`), or
+/// at a field, or an item of `options`, whose value has the wrong type or
+/// is out of range.
+fn misread(t: AttributeType, json: &Json, path: &Path) -> Error {
+    let mut segments = path.iter();
+    let Some(Segment::Map { key: field }) = segments.next() else {
+        // serde stops at the root only for a value that is not an object,
+        // which `read` refuses before; handled all the same.
+        return not_an_object(json);
+    };
+    let fields = t.config_fields();
+    let error = if fields.is_empty() {
+        Error::invalid_definition_at(field, "this type has no config fields; leave config empty.")
+    } else if !fields.contains(&field.as_str()) {
+        Error::invalid_definition_at(
+            field,
+            format!(
+                "unknown field; the fields of this type are {}.",
+                fields.join(", ")
+            ),
+        )
+    } else {
+        let wrong =
+            |expected: &str, got: &Json| format!("expected {expected}, got {}.", json_preview(got));
+        match segments.next() {
+            // Only `options` has items.
+            Some(Segment::Seq { index }) => Error::invalid_definition_at(
+                format!("{field}[{index}]"),
+                wrong("a string", &json[field][*index]),
+            ),
+            _ => Error::invalid_definition_at(field, wrong(holds(field), &json[field])),
         }
-    }
+    };
+    error.at("config")
+}
 
-    fn get(&self, field: &str) -> Option<&'a Json> {
-        self.0
-            .and_then(|object| object.get(field))
-            .filter(|v| !v.is_null())
+/// What a config field holds, as a message about a wrong value says it.
+fn holds(field: &str) -> &'static str {
+    match field {
+        "max_length" | "max_items" => "a whole number from 0 to 4294967295",
+        "min" | "max" => "a number",
+        "options" => "a list of strings",
+        // truncate, integer, include_time, allow_custom
+        _ => "true or false",
     }
+}
 
-    fn wrong(field: &str, expected: &str, got: &Json) -> Error {
-        Error::invalid_definition(format!(
-            "config.{field}: expected {expected}, got {}.",
-            json_preview(got)
-        ))
-    }
-
-    fn bool(&self, field: &str) -> Result<Option<bool>, Error> {
-        self.get(field)
-            .map(|v| {
-                v.as_bool()
-                    .ok_or_else(|| Self::wrong(field, "true or false", v))
-            })
-            .transpose()
-    }
-
-    fn u32(&self, field: &str) -> Result<Option<u32>, Error> {
-        self.get(field)
-            .map(|v| {
-                v.as_u64()
-                    .and_then(|n| u32::try_from(n).ok())
-                    .ok_or_else(|| Self::wrong(field, "a whole number from 0 to 4294967295", v))
-            })
-            .transpose()
-    }
-
-    fn f64(&self, field: &str) -> Result<Option<f64>, Error> {
-        self.get(field)
-            .map(|v| v.as_f64().ok_or_else(|| Self::wrong(field, "a number", v)))
-            .transpose()
-    }
-
-    fn strings(&self, field: &str) -> Result<Option<Vec<String>>, Error> {
-        self.get(field)
-            .map(|v| {
-                let list = v
-                    .as_array()
-                    .ok_or_else(|| Self::wrong(field, "a list of strings", v))?;
-                list.iter()
-                    .enumerate()
-                    .map(|(i, item)| {
-                        item.as_str()
-                            .map(str::to_owned)
-                            .ok_or_else(|| Self::wrong(&format!("{field}[{i}]"), "a string", item))
-                    })
-                    .collect()
-            })
-            .transpose()
-    }
+fn not_an_object(json: &Json) -> Error {
+    Error::invalid_definition_at(
+        "config",
+        format!("expected an object, got {}.", json_preview(json)),
+    )
 }
 
 /// A JSON value shortened for a message.
@@ -602,373 +655,4 @@ fn json_preview(json: &Json) -> String {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-    use crate::domain::error::Reason;
-    use proptest::prelude::*;
-
-    fn strings(options: &[&str]) -> Vec<String> {
-        options.iter().map(|s| (*s).to_owned()).collect()
-    }
-
-    /// Asserts a definition error whose message starts with `field`.
-    fn assert_definition_error<T: std::fmt::Debug>(
-        result: Result<T, Error>,
-        field: &str,
-        needle: &str,
-    ) {
-        let e = result.unwrap_err();
-        assert_eq!(e.reason(), Reason::InvalidAttributeDefinition);
-        assert!(
-            e.message().starts_with(&format!("{field}: ")),
-            "expected field {field}: {}",
-            e.message()
-        );
-        assert!(
-            e.message().contains(needle),
-            "{needle:?} in {}",
-            e.message()
-        );
-    }
-
-    #[test]
-    fn attribute_types_round_trip_through_their_names() {
-        for t in AttributeType::ALL {
-            assert_eq!(AttributeType::parse(t.as_str()).unwrap(), t);
-            assert_eq!(t.to_string(), t.as_str());
-        }
-        assert_definition_error(AttributeType::parse("Text"), "type", "\"Text\" is not");
-        assert_definition_error(AttributeType::parse("string"), "type", "single_choice");
-    }
-
-    #[test]
-    fn text_config_max_length_is_1_to_65535_and_defaults_to_255() {
-        let default = TextConfig::default();
-        assert_eq!((default.max_length(), default.truncate()), (255, false));
-        assert_eq!(TextConfig::new(1, true).unwrap().max_length(), 1);
-        assert_eq!(TextConfig::new(65535, false).unwrap().max_length(), 65535);
-        assert_definition_error(
-            TextConfig::new(0, false),
-            "config.max_length",
-            "0 is out of range",
-        );
-        assert_definition_error(TextConfig::new(65536, false), "config.max_length", "65536");
-    }
-
-    #[test]
-    fn number_config_bounds_are_finite_and_ordered() {
-        assert!(NumberConfig::new(None, None, false).is_ok());
-        assert!(NumberConfig::new(Some(1.0), Some(1.0), true).is_ok());
-        assert!(NumberConfig::new(Some(-1.5), None, false).is_ok());
-        assert_definition_error(
-            NumberConfig::new(Some(f64::NAN), None, false),
-            "config.min",
-            "not a finite number",
-        );
-        assert_definition_error(
-            NumberConfig::new(None, Some(f64::INFINITY), false),
-            "config.max",
-            "not a finite number",
-        );
-        assert_definition_error(
-            NumberConfig::new(Some(2.0), Some(1.0), false),
-            "config.min",
-            "2 is greater than config.max 1",
-        );
-        assert_definition_error(
-            NumberConfig::new(Some(0.2), Some(0.8), true),
-            "config.integer",
-            "no whole number lies between min 0.2 and max 0.8",
-        );
-        assert!(NumberConfig::new(Some(0.2), Some(0.8), false).is_ok());
-        let zero = NumberConfig::new(Some(-0.0), None, false).unwrap().min();
-        assert!(zero.is_some_and(f64::is_sign_positive), "-0 is stored as 0");
-    }
-
-    #[test]
-    fn option_lists_follow_every_rule() {
-        assert_eq!(
-            ChoiceConfig::new(strings(&["teacher", "student"]), false)
-                .unwrap()
-                .options(),
-            ["teacher", "student"]
-        );
-        let max_len = "é".repeat(255);
-        assert!(ChoiceConfig::new(vec![max_len], false).is_ok());
-        let thousand: Vec<String> = (0..1000).map(|i| format!("o{i}")).collect();
-        assert!(ChoiceConfig::new(thousand.clone(), false).is_ok());
-
-        assert_definition_error(
-            ChoiceConfig::new(vec![], false),
-            "config.options",
-            "no options",
-        );
-        let too_many: Vec<String> = (0..1001).map(|i| format!("o{i}")).collect();
-        assert_definition_error(
-            ChoiceConfig::new(too_many, false),
-            "config.options",
-            "1001 options given; at most 1000",
-        );
-        assert_definition_error(
-            ChoiceConfig::new(strings(&["a", ""]), false),
-            "config.options[1]",
-            "blank",
-        );
-        assert_definition_error(
-            ChoiceConfig::new(strings(&["a", " \t"]), false),
-            "config.options[1]",
-            "blank",
-        );
-        assert_definition_error(
-            ChoiceConfig::new(strings(&[" math"]), false),
-            "config.options[0]",
-            "leading or trailing whitespace",
-        );
-        assert_definition_error(
-            ChoiceConfig::new(strings(&["math\u{a0}"]), false),
-            "config.options[0]",
-            "leading or trailing whitespace",
-        );
-        assert_definition_error(
-            ChoiceConfig::new(vec!["é".repeat(256)], false),
-            "config.options[0]",
-            "256 characters long; at most 255",
-        );
-        assert_definition_error(
-            ChoiceConfig::new(strings(&["a\nb"]), false),
-            "config.options[0]",
-            "U+000A",
-        );
-        assert_definition_error(
-            ChoiceConfig::new(strings(&["math", "art", "Math"]), false),
-            "config.options[2]",
-            "\"Math\" duplicates \"math\" (config.options[0]); options are compared case-insensitively",
-        );
-        assert_definition_error(
-            ChoiceConfig::new(strings(&["é", "É"]), false),
-            "config.options[1]",
-            "duplicates",
-        );
-        assert_definition_error(
-            MultiChoiceConfig::new(strings(&["straße", "STRASSE"]), false, 5),
-            "config.options[1]",
-            "duplicates",
-        );
-    }
-
-    #[test]
-    fn multi_choice_max_items_is_at_least_one_and_defaults_to_100() {
-        assert_definition_error(
-            MultiChoiceConfig::new(strings(&["a"]), false, 0),
-            "config.max_items",
-            "at least 1",
-        );
-        assert_eq!(
-            MultiChoiceConfig::new(strings(&["a"]), true, 1)
-                .unwrap()
-                .max_items(),
-            1
-        );
-        let AttributeConfig::MultiChoice(c) =
-            AttributeConfig::from_json(AttributeType::MultiChoice, &json!({"options": ["a"]}))
-                .unwrap()
-        else {
-            panic!("wrong type")
-        };
-        assert_eq!((c.max_items(), c.allow_custom()), (100, false));
-        assert_definition_error(
-            MultiChoiceConfig::new(strings(&["a", "A"]), false, 1),
-            "config.options[1]",
-            "duplicates",
-        );
-    }
-
-    #[test]
-    fn configs_read_from_json_take_defaults_and_refuse_bad_fields() {
-        let text = AttributeConfig::default_for(AttributeType::Text).unwrap();
-        assert_eq!(text, AttributeConfig::Text(TextConfig::default()));
-        assert_eq!(
-            AttributeConfig::from_json(AttributeType::Text, &Json::Null).unwrap(),
-            text
-        );
-        assert_eq!(
-            AttributeConfig::default_for(AttributeType::Number).unwrap(),
-            AttributeConfig::Number(NumberConfig::default())
-        );
-        assert_eq!(
-            AttributeConfig::default_for(AttributeType::Boolean).unwrap(),
-            AttributeConfig::Boolean
-        );
-        assert_eq!(
-            AttributeConfig::default_for(AttributeType::Date).unwrap(),
-            AttributeConfig::Date(DateConfig::new(false))
-        );
-        assert_definition_error(
-            AttributeConfig::default_for(AttributeType::SingleChoice),
-            "config.options",
-            "no options",
-        );
-        let cases = [
-            (
-                AttributeType::Text,
-                json!({"maxLength": 3}),
-                "config.maxLength",
-                "unknown field",
-            ),
-            (
-                AttributeType::Text,
-                json!({"max_length": "3"}),
-                "config.max_length",
-                "whole number",
-            ),
-            (
-                AttributeType::Text,
-                json!({"max_length": 2.5}),
-                "config.max_length",
-                "whole number",
-            ),
-            (
-                AttributeType::Text,
-                json!({"max_length": 0}),
-                "config.max_length",
-                "out of range",
-            ),
-            (
-                AttributeType::Text,
-                json!({"truncate": 1}),
-                "config.truncate",
-                "true or false",
-            ),
-            (
-                AttributeType::Number,
-                json!({"min": "1"}),
-                "config.min",
-                "a number",
-            ),
-            (
-                AttributeType::Number,
-                json!({"min": 3, "max": 1}),
-                "config.min",
-                "greater",
-            ),
-            (
-                AttributeType::Boolean,
-                json!({"x": 1}),
-                "config.x",
-                "no config fields",
-            ),
-            (
-                AttributeType::Date,
-                json!([]),
-                "config",
-                "expected an object",
-            ),
-            (
-                AttributeType::SingleChoice,
-                json!({"options": "a"}),
-                "config.options",
-                "list of strings",
-            ),
-            (
-                AttributeType::SingleChoice,
-                json!({"options": ["a", 1]}),
-                "config.options[1]",
-                "a string",
-            ),
-            (
-                AttributeType::MultiChoice,
-                json!({"options": ["a"], "max_items": -1}),
-                "config.max_items",
-                "whole number",
-            ),
-        ];
-        for (t, json, field, needle) in cases {
-            assert_definition_error(AttributeConfig::from_json(t, &json), field, needle);
-        }
-    }
-
-    #[test]
-    fn config_json_uses_the_stable_field_names() {
-        let cases = [
-            (
-                AttributeConfig::Text(TextConfig::new(10, true).unwrap()),
-                json!({"max_length": 10, "truncate": true}),
-            ),
-            (
-                AttributeConfig::Number(NumberConfig::new(Some(0.0), Some(2.5), true).unwrap()),
-                json!({"min": 0.0, "max": 2.5, "integer": true}),
-            ),
-            (
-                AttributeConfig::Number(NumberConfig::default()),
-                json!({"integer": false}),
-            ),
-            (AttributeConfig::Boolean, json!({})),
-            (
-                AttributeConfig::Date(DateConfig::new(true)),
-                json!({"include_time": true}),
-            ),
-            (
-                AttributeConfig::SingleChoice(
-                    ChoiceConfig::new(strings(&["teacher", "student"]), false).unwrap(),
-                ),
-                json!({"options": ["teacher", "student"], "allow_custom": false}),
-            ),
-            (
-                AttributeConfig::MultiChoice(
-                    MultiChoiceConfig::new(strings(&["a"]), true, 3).unwrap(),
-                ),
-                json!({"options": ["a"], "allow_custom": true, "max_items": 3}),
-            ),
-        ];
-        for (config, want) in cases {
-            assert_eq!(config.to_json(), want);
-            assert_eq!(
-                AttributeConfig::from_json(config.attribute_type(), &want).unwrap(),
-                config
-            );
-        }
-    }
-
-    /// Option spellings chosen to collide caselessly and to need trimming,
-    /// so generated inputs hit matches, near misses and custom values.
-    pub(crate) const OPTION_POOL: &[&str] = &[
-        "teacher", "student", "history", "Math", "science", "art", "é", "Straße", "ΟΔΟΣ", "a b",
-        "42", "true", "😀", "x",
-    ];
-
-    /// Arbitrary valid configs of every type, for property tests.
-    pub(crate) fn arb_config() -> impl Strategy<Value = AttributeConfig> {
-        let options = proptest::sample::subsequence(OPTION_POOL, 1..=6)
-            .prop_map(|o| o.into_iter().map(str::to_owned).collect::<Vec<_>>());
-        let bound = prop_oneof![
-            Just(None),
-            (-1000i32..1000).prop_map(|n| Some(f64::from(n))),
-            (-1e6f64..1e6).prop_map(Some),
-        ];
-        prop_oneof![
-            (1u32..40, any::<bool>())
-                .prop_map(|(m, t)| AttributeConfig::Text(TextConfig::new(m, t).unwrap())),
-            (bound.clone(), bound, any::<bool>()).prop_filter_map(
-                "bounds in order",
-                |(lo, hi, int)| NumberConfig::new(lo, hi, int)
-                    .ok()
-                    .map(AttributeConfig::Number)
-            ),
-            Just(AttributeConfig::Boolean),
-            any::<bool>().prop_map(|t| AttributeConfig::Date(DateConfig::new(t))),
-            (options.clone(), any::<bool>())
-                .prop_map(|(o, c)| AttributeConfig::SingleChoice(ChoiceConfig::new(o, c).unwrap())),
-            (options, any::<bool>(), 1u32..8).prop_map(|(o, c, m)| AttributeConfig::MultiChoice(
-                MultiChoiceConfig::new(o, c, m).unwrap()
-            )),
-        ]
-    }
-
-    proptest! {
-        #[test]
-        fn config_json_round_trips(config in arb_config()) {
-            let back = AttributeConfig::from_json(config.attribute_type(), &config.to_json()).unwrap();
-            prop_assert_eq!(back, config);
-        }
-    }
-}
+pub(crate) mod tests;

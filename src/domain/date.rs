@@ -24,61 +24,23 @@ impl DateInput {
     /// a sentence.
     pub(crate) fn parse(s: &str) -> Result<Self, String> {
         let b = s.as_bytes();
+        // chrono also takes U+2212 (−) as an offset's minus sign; the
+        // contract's syntax is ASCII.
         if b.len() < 10 || !s.is_ascii() {
             return Err(SHAPE.to_owned());
         }
+        // The date is read here, not by chrono: its `%Y-%m-%d` also takes
+        // `2024-5-1`, and its RFC 3339 parser takes the year 0000, which an
+        // offset could carry into 0001.
         let date = parse_date(&b[..10])?;
         if b.len() == 10 {
             return Ok(DateInput::Date(date));
         }
-        if !matches!(b[10], b'T' | b't' | b' ') || b.len() < 20 {
-            return Err(SHAPE.to_owned());
-        }
-        let t = &b[11..];
-        if t[2] != b':' || t[5] != b':' {
-            return Err(SHAPE.to_owned());
-        }
-        let (hour, minute, second) = (digits(&t[0..2])?, digits(&t[3..5])?, digits(&t[6..8])?);
-        if hour > 23 || minute > 59 || second > 60 {
-            return Err(format!(
-                "{hour:02}:{minute:02}:{second:02} is not a time of day"
-            ));
-        }
-        let mut rest = &t[8..];
-        let mut millis = 0;
-        if let Some(fraction) = rest.strip_prefix(b".") {
-            let len = fraction.iter().take_while(|c| c.is_ascii_digit()).count();
-            if len == 0 {
-                return Err(SHAPE.to_owned());
-            }
-            // Pad to three digits ("5" is 500 ms) and drop the rest (truncation).
-            millis = fraction[..len]
-                .iter()
-                .chain(b"00")
-                .take(3)
-                .fold(0, |n, d| n * 10 + i64::from(d - b'0'));
-            rest = &fraction[len..];
-        }
-        let offset_minutes = match rest {
-            b"Z" | b"z" => 0,
-            [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
-                let (h, m) = (digits(&[*h1, *h2])?, digits(&[*m1, *m2])?);
-                if h > 23 || m > 59 {
-                    return Err(format!("the offset {h:02}:{m:02} is out of range"));
-                }
-                let minutes = h * 60 + m;
-                if *sign == b'-' { -minutes } else { minutes }
-            }
-            _ => return Err(SHAPE.to_owned()),
-        };
-        let midnight = date
-            .and_hms_opt(0, 0, 0)
-            .ok_or_else(|| SHAPE.to_owned())?
-            .and_utc()
-            .timestamp_millis();
-        let local = ((hour * 60 + minute) * 60 + second) * 1000 + millis;
-        let utc = midnight + local - offset_minutes * 60_000;
-        instant(utc).map(DateInput::Instant)
+        // chrono converts the offset, cuts the fraction to nanoseconds (so
+        // to milliseconds below, never rounding up) and keeps a leap second
+        // as a 60th second, which in Unix time is the next minute's first.
+        let at = DateTime::parse_from_rfc3339(s).map_err(|_| refusal(b))?;
+        instant(at.timestamp_millis()).map(DateInput::Instant)
     }
 
     /// Reads Unix seconds, cut (towards the past) to whole milliseconds.
@@ -149,6 +111,39 @@ fn digits(b: &[u8]) -> Result<i64, String> {
             Err(SHAPE.to_owned())
         }
     })
+}
+
+/// Why a date-time with a valid date is not RFC 3339. chrono's error tells
+/// the kind of failure but not the part, so this reads the fixed-width parts
+/// to name a time of day or an offset that is out of range, and otherwise
+/// describes the shape.
+fn refusal(b: &[u8]) -> String {
+    if b.len() < 20 || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+        return SHAPE.to_owned();
+    }
+    let (Ok(hour), Ok(minute), Ok(second)) =
+        (digits(&b[11..13]), digits(&b[14..16]), digits(&b[17..19]))
+    else {
+        return SHAPE.to_owned();
+    };
+    if hour > 23 || minute > 59 || second > 60 {
+        return format!("{hour:02}:{minute:02}:{second:02} is not a time of day");
+    }
+    let mut zone = &b[19..];
+    if let Some(fraction) = zone.strip_prefix(b".") {
+        let len = fraction.iter().take_while(|c| c.is_ascii_digit()).count();
+        if len == 0 {
+            return SHAPE.to_owned();
+        }
+        zone = &fraction[len..];
+    }
+    if let [b'+' | b'-', h1, h2, b':', m1, m2] = zone
+        && let (Ok(h), Ok(m)) = (digits(&[*h1, *h2]), digits(&[*m1, *m2]))
+        && (h > 23 || m > 59)
+    {
+        return format!("the offset {h:02}:{m:02} is out of range");
+    }
+    SHAPE.to_owned()
 }
 
 fn parse_date(b: &[u8]) -> Result<NaiveDate, String> {
@@ -236,6 +231,12 @@ mod tests {
             ("２０２４-05-01", "neither"),
             ("", "neither"),
             ("+2024-05-01", "neither"),
+            // chrono would take these two; see DateInput::parse.
+            ("2024-05-01T09:30:00\u{2212}02:00", "neither"),
+            (
+                "0000-12-31T23:30:00-01:00",
+                "outside the years 0001 to 9999",
+            ),
         ];
         for (input, needle) in cases {
             let e = DateInput::parse(input).unwrap_err();

@@ -63,11 +63,14 @@ impl AttributeDefinition {
         if let Some(config) = config {
             let (from, to) = (self.config.attribute_type(), config.attribute_type());
             if from != to {
-                return Err(Error::invalid_definition(format!(
-                    "config: {} is a {from} attribute and its type cannot change to {to}; \
-                     send a {from} config, or create a new attribute with another key.",
-                    quote(self.key.as_str())
-                ))
+                return Err(Error::invalid_definition_at(
+                    "config",
+                    format!(
+                        "{} is a {from} attribute and its type cannot change to {to}; send a \
+                         {from} config, or create a new attribute with another key.",
+                        quote(self.key.as_str())
+                    ),
+                )
                 .with_attribute(self.key.as_str()));
             }
             self.config = config;
@@ -165,15 +168,19 @@ fn checked_text(
     };
     let len = char_len(&text);
     if len > max_chars {
-        return Err(Error::invalid_definition(format!(
-            "{field}: it is {len} characters long; at most {max_chars} are allowed."
-        )));
+        return Err(Error::invalid_definition_at(
+            field,
+            format!("it is {len} characters long; at most {max_chars} are allowed."),
+        ));
     }
     if let Some(c) = text.chars().find(|&c| c.is_control() && !allowed(c)) {
-        return Err(Error::invalid_definition(format!(
-            "{field}: it contains the control character U+{:04X}; remove it.",
-            u32::from(c)
-        )));
+        return Err(Error::invalid_definition_at(
+            field,
+            format!(
+                "it contains the control character U+{:04X}; remove it.",
+                u32::from(c)
+            ),
+        ));
     }
     Ok(Some(text))
 }
@@ -210,6 +217,7 @@ mod tests {
             "{}",
             e.message()
         );
+        assert_eq!(e.field(), Some(field));
     }
 
     #[test]
@@ -291,6 +299,7 @@ mod tests {
             "config: \"persona\" is a single_choice attribute and its type cannot change to \
              date; send a single_choice config, or create a new attribute with another key."
         );
+        assert_eq!(e.field(), Some("config"));
         assert_eq!(e.attribute(), Some("persona"));
     }
 

@@ -95,37 +95,77 @@ impl std::fmt::Display for Reason {
 }
 
 /// A failure that a client can act on: a reason to match on, a sentence for a
-/// person, and the attribute it concerns where there is one.
+/// person, and, where there are ones, the request field and the attribute it
+/// concerns.
 ///
 /// `Display` prints only the message, because that is what goes into the
-/// gRPC status; the reason and attribute travel in `ErrorInfo`.
+/// gRPC status; the reason and attribute travel in `ErrorInfo`. Where the
+/// error belongs is data ([`Error::field`]), so that no caller takes the
+/// message apart to find it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct Error {
     reason: Reason,
+    /// The path of the field the error is about (`config.options[2]`).
+    field: Option<String>,
+    /// `{field}: {detail}`, or the detail alone when there is no field. Kept
+    /// whole because it is the status message, and [`Error::message`] lends it.
     message: String,
     attribute: Option<String>,
 }
 
 impl Error {
-    /// An error with the given reason and message, naming no attribute.
+    /// An error with the given reason and message, naming no field and no
+    /// attribute.
     pub fn new(reason: Reason, message: impl Into<String>) -> Self {
         Error {
             reason,
+            field: None,
             message: message.into(),
             attribute: None,
         }
     }
 
-    /// An `invalid_attribute_definition` error; the message should start with
-    /// the field it is about (`config.options[2]: ...`).
+    /// An error about the field at `field` (a path such as `key`, `config`
+    /// or `config.options[2]`); `detail` is the rest of the sentence, and the
+    /// message is `{field}: {detail}`.
+    pub fn new_at(reason: Reason, field: impl Into<String>, detail: impl AsRef<str>) -> Self {
+        let field = field.into();
+        Error {
+            reason,
+            message: format!("{field}: {}", detail.as_ref()),
+            field: Some(field),
+            attribute: None,
+        }
+    }
+
+    /// An `invalid_attribute_definition` error naming no field.
     pub fn invalid_definition(message: impl Into<String>) -> Self {
         Error::new(Reason::InvalidAttributeDefinition, message)
+    }
+
+    /// An `invalid_attribute_definition` error about the field at `field`;
+    /// see [`Error::new_at`].
+    pub fn invalid_definition_at(field: impl Into<String>, detail: impl AsRef<str>) -> Self {
+        Error::new_at(Reason::InvalidAttributeDefinition, field, detail)
     }
 
     /// An `attribute_value_invalid` error.
     pub fn invalid_value(message: impl Into<String>) -> Self {
         Error::new(Reason::AttributeValueInvalid, message)
+    }
+
+    /// Places the error inside the field `parent`, for code that builds a
+    /// path in steps: `options[2]` becomes `config.options[2]`, and an
+    /// error naming no field names `parent`.
+    pub fn at(self, parent: &str) -> Self {
+        let field = match self.field() {
+            Some(field) => format!("{parent}.{field}"),
+            None => parent.to_owned(),
+        };
+        let mut nested = Error::new_at(self.reason, field, self.detail());
+        nested.attribute = self.attribute;
+        nested
     }
 
     /// Names the attribute this error is about (ErrorInfo metadata `attribute`).
@@ -139,9 +179,24 @@ impl Error {
         self.reason
     }
 
-    /// The sentence for a person.
+    /// The sentence for a person: `{field}: {detail}` when the error is
+    /// about a field, else the detail alone.
     pub fn message(&self) -> &str {
         &self.message
+    }
+
+    /// The path of the field the error is about, if any (`config.max_length`).
+    pub fn field(&self) -> Option<&str> {
+        self.field.as_deref()
+    }
+
+    /// The message without the `{field}: ` it starts with, if any.
+    pub fn detail(&self) -> &str {
+        match &self.field {
+            // The message was built as "{field}: {detail}".
+            Some(field) => &self.message[field.len() + 2..],
+            None => &self.message,
+        }
     }
 
     /// The attribute the error is about, if any.
@@ -189,5 +244,32 @@ mod tests {
         assert_eq!(e.message(), "bad value");
         assert_eq!(e.attribute(), Some("age"));
         assert_eq!(Error::new(Reason::Unavailable, "x").attribute(), None);
+    }
+
+    #[test]
+    fn the_field_is_data_and_the_message_starts_with_it() {
+        let e = Error::invalid_definition_at("config.max_length", "0 is out of range.");
+        assert_eq!(e.reason(), Reason::InvalidAttributeDefinition);
+        assert_eq!(e.field(), Some("config.max_length"));
+        assert_eq!(e.detail(), "0 is out of range.");
+        assert_eq!(e.message(), "config.max_length: 0 is out of range.");
+        assert_eq!(e.to_string(), e.message());
+
+        let plain = Error::invalid_value("bad value");
+        assert_eq!((plain.field(), plain.detail()), (None, "bad value"));
+    }
+
+    #[test]
+    fn at_nests_the_field_path_and_keeps_the_rest() {
+        let nested = Error::new_at(Reason::AttributeNotDefined, "options[2]", "no.")
+            .with_attribute("topics")
+            .at("config");
+        assert_eq!(nested.field(), Some("config.options[2]"));
+        assert_eq!(nested.message(), "config.options[2]: no.");
+        assert_eq!(nested.reason(), Reason::AttributeNotDefined);
+        assert_eq!(nested.attribute(), Some("topics"));
+        let whole = Error::invalid_definition("not an object.").at("config");
+        assert_eq!(whole.field(), Some("config"));
+        assert_eq!(whole.message(), "config: not an object.");
     }
 }

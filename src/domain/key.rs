@@ -42,11 +42,12 @@ impl AttributeKey {
         };
         match problem {
             None => Ok(AttributeKey(s.to_owned())),
-            Some(problem) => Err(Error::new(
+            Some(problem) => Err(Error::new_at(
                 reason,
+                "key",
                 format!(
-                    "key: {} is not a valid attribute key because {problem}; a key starts with \
-                     a lower-case letter a-z, continues with a-z, 0-9 or _ and is at most \
+                    "{} is not a valid attribute key because {problem}; a key starts with a \
+                     lower-case letter a-z, continues with a-z, 0-9 or _ and is at most \
                      {MAX_KEY_LEN} characters long, e.g. \"favorite_color\".",
                     quote(s)
                 ),
@@ -111,6 +112,7 @@ mod tests {
             let e = AttributeKey::parse(key).unwrap_err();
             assert_eq!(e.reason(), Reason::InvalidAttributeDefinition, "{key:?}");
             assert!(e.message().starts_with("key: "), "{}", e.message());
+            assert_eq!(e.field(), Some("key"));
             assert!(e.message().contains(problem), "{key:?}: {}", e.message());
             assert_eq!(e.attribute(), None);
         }
