@@ -14,14 +14,13 @@
 //! - [`telemetry`]: text or JSON logs.
 //! - [`proto`]: code generated from `proto/` (quarantined).
 
-pub mod api;
-pub mod auth;
-pub mod cache;
+pub mod app;
 pub mod cli;
 pub mod config;
+pub mod database;
 pub mod domain;
-pub mod middleware;
+pub mod grpc;
 pub mod proto;
-pub mod server;
+pub mod startup;
 pub mod storage;
 pub mod telemetry;

@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 use vevee_attributes::{
     cli,
     config::ServeArgs,
-    server::{Application, shutdown_signal},
+    startup::{Application, shutdown_signal},
     telemetry::{self, LogFormat},
 };
 

@@ -10,9 +10,12 @@ use common::TestDb;
 use serde_json::{Value, json};
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
-use vevee_attributes::storage::{
-    self, Coalescing, DefinitionChanges, Error, KeyKind, Lanes, Mode, NewApiKey, NewDefinition,
-    PersonId, PersonRead, PersonWrite, Settings, Store, StoreOptions, WorkspaceId,
+use vevee_attributes::{
+    domain::{ApiKeyId, KeyKind, Mode, PersonId, WorkspaceId},
+    storage::{
+        self, Coalescing, DefinitionChanges, Error, Lanes, NewApiKey, NewDefinition, PersonRead,
+        PersonWrite, Settings, Store, StoreOptions, ValueStore,
+    },
 };
 
 backend_tests! {
@@ -41,6 +44,17 @@ backend_tests! {
 }
 
 /// A workspace with a `text` definition for each of `keys`.
+/// The person of `distinct_id`, if any: what a read of all its values finds.
+async fn person_of(
+    store: &dyn ValueStore,
+    ws: WorkspaceId,
+    mode: Mode,
+    distinct_id: &str,
+) -> storage::Result<Option<PersonId>> {
+    let person = store.read_values(ws, mode, distinct_id, None, true).await?;
+    Ok(person.map(|p| p.person_id))
+}
+
 async fn workspace_with(store: &Arc<dyn Store>, keys: &[&str]) -> WorkspaceId {
     let ws = store.create_workspace("test").await.unwrap().id;
     for key in keys {
@@ -114,7 +128,9 @@ async fn fifty_concurrent_first_writes_create_exactly_one_person(db: &TestDb) {
         .map(|written| written.expect("no write fails"))
         .collect();
     assert_eq!(ids.len(), 1, "all 50 writes got the same person: {ids:?}");
-    let found = store.find_person(ws, Mode::Live, "newcomer").await.unwrap();
+    let found = person_of(store.as_ref(), ws, Mode::Live, "newcomer")
+        .await
+        .unwrap();
     assert_eq!(found, ids.into_iter().next());
 }
 
@@ -134,7 +150,9 @@ async fn a_failed_multi_value_write_writes_nothing(db: &TestDb) {
         .await;
     assert!(matches!(failed, Err(Error::Unexpected(_))), "{failed:?}");
     assert_eq!(
-        store.find_person(ws, Mode::Live, "new").await.unwrap(),
+        person_of(store.as_ref(), ws, Mode::Live, "new")
+            .await
+            .unwrap(),
         None
     );
 
@@ -197,8 +215,7 @@ async fn live_and_test_persons_of_one_distinct_id_are_different(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(
-        store
-            .find_person(ws, Mode::Live, "only-test")
+        person_of(store.as_ref(), ws, Mode::Live, "only-test")
             .await
             .unwrap(),
         None
@@ -247,7 +264,10 @@ async fn a_workspace_never_sees_another_workspaces_rows(db: &TestDb) {
         .unwrap();
 
     // Persons and values.
-    assert_eq!(store.find_person(b, Mode::Live, "p").await.unwrap(), None);
+    assert_eq!(
+        person_of(store.as_ref(), b, Mode::Live, "p").await.unwrap(),
+        None
+    );
     assert!(
         store
             .read_values(b, Mode::Live, "p", None, true)
@@ -665,7 +685,7 @@ async fn api_keys_are_found_by_hash_and_revoked(db: &TestDb) {
             .revoked_at,
         None
     );
-    let unknown = storage::ApiKeyId(uuid::Uuid::new_v4());
+    let unknown = ApiKeyId(uuid::Uuid::new_v4());
     assert!(!store.revoke_api_key(ws, unknown).await.unwrap());
 
     // Hashes are unique across all workspaces.
@@ -1058,7 +1078,9 @@ async fn one_failing_write_in_a_batch_fails_alone_while_its_neighbours_commit(db
         assert_eq!(read.values[0].value, json!(expected));
     }
     assert_eq!(
-        store.find_person(ws, Mode::Live, "bad").await.unwrap(),
+        person_of(store.as_ref(), ws, Mode::Live, "bad")
+            .await
+            .unwrap(),
         None
     );
 }
@@ -1112,8 +1134,7 @@ async fn a_batch_writing_one_person_twice_keeps_the_last_value(db: &TestDb) {
         .unwrap();
     assert_eq!(read.values[0].value, json!("Ada L."));
     assert!(
-        store
-            .find_person(ws, Mode::Live, "newcomer")
+        person_of(store.as_ref(), ws, Mode::Live, "newcomer")
             .await
             .unwrap()
             .is_some()
@@ -1129,7 +1150,7 @@ const LANES: Lanes = Lanes {
 async fn coalesced_concurrent_writes_all_persist_with_their_own_results(db: &TestDb) {
     let raw = db.store().await;
     let ws = workspace_with(&raw, &["n"]).await;
-    let store: Arc<dyn Store> = Arc::new(Coalescing::new(raw.clone(), LANES, Some(LANES)));
+    let store: Arc<dyn ValueStore> = Arc::new(Coalescing::new(raw.clone(), LANES, Some(LANES)));
     let mut tasks = JoinSet::new();
     for i in 0..200 {
         let store = store.clone();
@@ -1292,7 +1313,9 @@ async fn a_batch_on_another_replica_finds_existing_persons_and_creates_new_ones_
         );
     }
     assert_eq!(
-        first.find_person(ws, Mode::Live, "new").await.unwrap(),
+        person_of(first.as_ref(), ws, Mode::Live, "new")
+            .await
+            .unwrap(),
         Some(results[1])
     );
 }

@@ -4,6 +4,7 @@
 //! Layout:
 //! - `error`: [`Error`] and [`Reason`], the one error type of the domain.
 //! - `key`, `distinct_id`: [`AttributeKey`] and [`DistinctId`].
+//! - `ids`: [`WorkspaceId`], [`PersonId`], [`ApiKeyId`], [`Mode`], [`KeyKind`].
 //! - `config`: [`AttributeType`] and the per-type configs in [`AttributeConfig`].
 //! - `definition`: [`AttributeDefinition`], its limits and updates.
 //! - `value`: [`StoredValue`], what is stored and returned.
@@ -15,6 +16,7 @@ mod date;
 mod definition;
 mod distinct_id;
 mod error;
+mod ids;
 mod key;
 mod text;
 mod value;
@@ -27,5 +29,6 @@ pub use config::{
 pub use definition::AttributeDefinition;
 pub use distinct_id::DistinctId;
 pub use error::{Error, Reason};
+pub use ids::{ApiKeyId, KeyKind, Mode, PersonId, WorkspaceId};
 pub use key::AttributeKey;
 pub use value::StoredValue;

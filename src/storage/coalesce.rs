@@ -8,10 +8,9 @@ use async_trait::async_trait;
 use serde_json::Value;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::storage::{
-    ApiKeyId, ApiKeyRecord, Cleared, DefinitionChanges, DefinitionRecord, Error, Mode, NewApiKey,
-    NewDefinition, PersonId, PersonRead, PersonValues, PersonWrite, Result, Settings, Store,
-    Workspace, WorkspaceId,
+use crate::{
+    domain::{Mode, PersonId, WorkspaceId},
+    storage::{Cleared, Error, PersonRead, PersonValues, PersonWrite, Result, ValueStore},
 };
 
 /// A write waiting for its commit.
@@ -36,9 +35,9 @@ pub struct Lanes {
     pub max_batch: usize,
 }
 
-/// A [`Store`] whose `write_values` calls are coalesced into
-/// [`Store::write_batch`] calls and, when asked, whose `read_values` calls
-/// are coalesced into [`Store::read_batch`] calls; everything else goes
+/// A [`ValueStore`] whose `write_values` calls are coalesced into
+/// [`ValueStore::write_batch`] calls and, when asked, whose `read_values` calls
+/// are coalesced into [`ValueStore::read_batch`] calls; everything else goes
 /// straight through.
 ///
 /// At most `in_flight` batches of each kind run at once. An operation that
@@ -49,7 +48,7 @@ pub struct Lanes {
 /// a batch that starts after it arrived, so it sees every write
 /// acknowledged before it was asked.
 pub struct Coalescing {
-    inner: Arc<dyn Store>,
+    inner: Arc<dyn ValueStore>,
     writes: mpsc::Sender<WriteJob>,
     reads: Option<mpsc::Sender<ReadJob>>,
 }
@@ -57,7 +56,7 @@ pub struct Coalescing {
 impl Coalescing {
     /// Coalesces the writes of `inner`, and its reads too when `reads` is
     /// given. Must be called inside a tokio runtime.
-    pub fn new(inner: Arc<dyn Store>, writes: Lanes, reads: Option<Lanes>) -> Self {
+    pub fn new(inner: Arc<dyn ValueStore>, writes: Lanes, reads: Option<Lanes>) -> Self {
         let store = inner.clone();
         let writes = lane(writes, move |batch| commit(store.clone(), batch));
         let reads = reads.map(|lanes| {
@@ -119,12 +118,12 @@ where
     }
 }
 
-async fn commit(store: Arc<dyn Store>, batch: Vec<WriteJob>) {
+async fn commit(store: Arc<dyn ValueStore>, batch: Vec<WriteJob>) {
     let (writes, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|j| (j.write, j.reply)).unzip();
     answer(replies, store.write_batch(writes).await, |r| r);
 }
 
-async fn read(store: Arc<dyn Store>, batch: Vec<ReadJob>) {
+async fn read(store: Arc<dyn ValueStore>, batch: Vec<ReadJob>) {
     let (reads, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|j| (j.read, j.reply)).unzip();
     answer(replies, store.read_batch(reads).await, Ok);
 }
@@ -174,7 +173,7 @@ impl Error {
 }
 
 #[async_trait]
-impl Store for Coalescing {
+impl ValueStore for Coalescing {
     async fn write_values(
         &self,
         ws: WorkspaceId,
@@ -193,101 +192,6 @@ impl Store for Coalescing {
 
     async fn write_batch(&self, writes: Vec<PersonWrite>) -> Result<Vec<Result<PersonId>>> {
         self.inner.write_batch(writes).await
-    }
-
-    async fn migrate(&self) -> Result<()> {
-        self.inner.migrate().await
-    }
-
-    async fn ping(&self) -> Result<()> {
-        self.inner.ping().await
-    }
-
-    async fn create_workspace(&self, name: &str) -> Result<Workspace> {
-        self.inner.create_workspace(name).await
-    }
-
-    async fn list_workspaces(&self) -> Result<Vec<Workspace>> {
-        self.inner.list_workspaces().await
-    }
-
-    async fn get_settings(&self, ws: WorkspaceId) -> Result<Option<Settings>> {
-        self.inner.get_settings(ws).await
-    }
-
-    async fn update_settings(
-        &self,
-        ws: WorkspaceId,
-        settings: Settings,
-    ) -> Result<Option<Settings>> {
-        self.inner.update_settings(ws, settings).await
-    }
-
-    async fn insert_api_key(&self, key: NewApiKey) -> Result<ApiKeyRecord> {
-        self.inner.insert_api_key(key).await
-    }
-
-    async fn find_api_key(&self, hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>> {
-        self.inner.find_api_key(hash).await
-    }
-
-    async fn list_api_keys(&self, ws: WorkspaceId) -> Result<Vec<ApiKeyRecord>> {
-        self.inner.list_api_keys(ws).await
-    }
-
-    async fn revoke_api_key(&self, ws: WorkspaceId, id: ApiKeyId) -> Result<bool> {
-        self.inner.revoke_api_key(ws, id).await
-    }
-
-    async fn create_definition(
-        &self,
-        ws: WorkspaceId,
-        def: NewDefinition,
-    ) -> Result<DefinitionRecord> {
-        self.inner.create_definition(ws, def).await
-    }
-
-    async fn get_definition(&self, ws: WorkspaceId, key: &str) -> Result<Option<DefinitionRecord>> {
-        self.inner.get_definition(ws, key).await
-    }
-
-    async fn list_definitions(
-        &self,
-        ws: WorkspaceId,
-        include_archived: bool,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<DefinitionRecord>> {
-        self.inner
-            .list_definitions(ws, include_archived, after, limit)
-            .await
-    }
-
-    async fn update_definition(
-        &self,
-        ws: WorkspaceId,
-        key: &str,
-        changes: DefinitionChanges,
-    ) -> Result<Option<DefinitionRecord>> {
-        self.inner.update_definition(ws, key, changes).await
-    }
-
-    async fn set_archived(
-        &self,
-        ws: WorkspaceId,
-        key: &str,
-        archived: bool,
-    ) -> Result<Option<DefinitionRecord>> {
-        self.inner.set_archived(ws, key, archived).await
-    }
-
-    async fn find_person(
-        &self,
-        ws: WorkspaceId,
-        mode: Mode,
-        distinct_id: &str,
-    ) -> Result<Option<PersonId>> {
-        self.inner.find_person(ws, mode, distinct_id).await
     }
 
     async fn read_values(

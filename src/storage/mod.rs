@@ -12,7 +12,6 @@
 //! unknown state.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +20,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::Value;
 use tracing::Instrument;
-use uuid::Uuid;
+
+use crate::domain::{ApiKeyId, KeyKind, Mode, PersonId, WorkspaceId};
 
 mod coalesce;
 mod postgres;
@@ -31,79 +31,6 @@ pub use coalesce::{Coalescing, Lanes};
 
 /// The result of every storage operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// Identifies a workspace (one customer account).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type)]
-#[sqlx(transparent)]
-pub struct WorkspaceId(pub Uuid);
-
-/// Identifies a person: opaque and stable, given on the first write of a
-/// `distinct_id` and never derived from it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type)]
-#[sqlx(transparent)]
-pub struct PersonId(pub Uuid);
-
-/// Identifies an API key record (never the key itself).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type)]
-#[sqlx(transparent)]
-pub struct ApiKeyId(pub Uuid);
-
-impl fmt::Display for WorkspaceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl fmt::Display for PersonId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl fmt::Display for ApiKeyId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// Live or test: persons and their values are kept apart per mode, so test
-/// data never shows in live reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Mode {
-    /// Production data.
-    Live,
-    /// Data written with test keys.
-    Test,
-}
-
-impl Mode {
-    /// The spelling stored in the database and used in key prefixes.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Live => "live",
-            Mode::Test => "test",
-        }
-    }
-}
-
-/// What an API key may do: secret keys everything, public keys only writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum KeyKind {
-    /// A server-side key.
-    Secret,
-    /// A key that may ship in client code.
-    Public,
-}
-
-impl KeyKind {
-    /// The spelling stored in the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyKind::Secret => "secret",
-            KeyKind::Public => "public",
-        }
-    }
-}
 
 /// A database column held a spelling this build does not know; only a schema
 /// written by another program (or a newer version of this one) can cause it.
@@ -115,11 +42,7 @@ impl TryFrom<String> for Mode {
     type Error = UnknownStoredValue;
 
     fn try_from(s: String) -> Result<Self, Self::Error> {
-        match s.as_str() {
-            "live" => Ok(Mode::Live),
-            "test" => Ok(Mode::Test),
-            _ => Err(UnknownStoredValue(s)),
-        }
+        Mode::parse(&s).ok_or(UnknownStoredValue(s))
     }
 }
 
@@ -127,11 +50,7 @@ impl TryFrom<String> for KeyKind {
     type Error = UnknownStoredValue;
 
     fn try_from(s: String) -> Result<Self, Self::Error> {
-        match s.as_str() {
-            "secret" => Ok(KeyKind::Secret),
-            "public" => Ok(KeyKind::Public),
-            _ => Err(UnknownStoredValue(s)),
-        }
+        KeyKind::parse(&s).ok_or(UnknownStoredValue(s))
     }
 }
 
@@ -266,7 +185,7 @@ pub struct PersonRead {
 }
 
 impl PersonRead {
-    /// The read [`Store::read_values`] describes with these arguments.
+    /// The read [`ValueStore::read_values`] describes with these arguments.
     pub fn new(
         workspace: WorkspaceId,
         mode: Mode,
@@ -423,7 +342,7 @@ impl Default for StoreOptions {
 ///
 /// At least one connection is opened before this returns, so an unreachable
 /// database is an [`Error::Unavailable`] here. It does not migrate: call
-/// [`Store::migrate`].
+/// [`AdminStore::migrate`].
 pub async fn connect(url: &str, opts: &StoreOptions) -> Result<Arc<dyn Store>> {
     let Some((scheme, _)) = url.split_once(':') else {
         return Err(Error::Config(
@@ -439,14 +358,14 @@ pub async fn connect(url: &str, opts: &StoreOptions) -> Result<Arc<dyn Store>> {
     }
 }
 
-/// Everything the service persists. Implementations are cheap to share
-/// (`Arc<dyn Store>`) and safe to call concurrently.
+/// The administrative half of what the service persists: schema,
+/// workspaces, settings, API keys and attribute definitions. Implementations
+/// are cheap to share and safe to call concurrently.
 ///
-/// Methods that take a workspace only ever see that workspace's rows: a key,
-/// person or value of another workspace looks exactly like one that was never
-/// stored.
+/// Methods that take a workspace only ever see that workspace's rows: a key or
+/// definition of another workspace looks exactly like one never stored.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait AdminStore: Send + Sync + 'static {
     /// Brings the schema up to date; safe to run again and from several
     /// processes at once.
     async fn migrate(&self) -> Result<()>;
@@ -522,15 +441,15 @@ pub trait Store: Send + Sync + 'static {
         key: &str,
         archived: bool,
     ) -> Result<Option<DefinitionRecord>>;
+}
 
-    /// The person with this `distinct_id` in this mode, if any.
-    async fn find_person(
-        &self,
-        ws: WorkspaceId,
-        mode: Mode,
-        distinct_id: &str,
-    ) -> Result<Option<PersonId>>;
-
+/// The hot half: persons and their attribute values. This is the half that
+/// group commit ([`Coalescing`]) wraps.
+///
+/// A person or value of another workspace or mode looks exactly like one that
+/// was never stored.
+#[async_trait]
+pub trait ValueStore: Send + Sync + 'static {
     /// Creates the person if needed and upserts all `values` (keys must have
     /// definitions), all or nothing: a failure writes no value and creates no
     /// person. Concurrent first writes of one `distinct_id` agree on one
@@ -551,7 +470,7 @@ pub trait Store: Send + Sync + 'static {
     async fn write_batch(&self, writes: Vec<PersonWrite>) -> Result<Vec<Result<PersonId>>>;
 
     /// Several reads as one (coalesced reads): each read's answer as
-    /// [`Store::read_values`] gives it, in order. Every read sees every write
+    /// [`ValueStore::read_values`] gives it, in order. Every read sees every write
     /// committed before the batch started. The error means the whole batch
     /// failed (an outage). By default, the reads run one after another.
     async fn read_batch(&self, reads: Vec<PersonRead>) -> Result<Vec<Option<PersonValues>>> {
@@ -594,6 +513,11 @@ pub trait Store: Send + Sync + 'static {
         key: &str,
     ) -> Result<Option<Cleared>>;
 }
+
+/// Both halves, as one backend implements them; [`connect`] returns one.
+pub trait Store: AdminStore + ValueStore {}
+
+impl<T: AdminStore + ValueStore> Store for T {}
 
 /// Runs a database operation to completion in a task of its own and waits
 /// for it. Dropping the returned future (a cancelled request) does not drop

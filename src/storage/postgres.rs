@@ -18,11 +18,14 @@ use sqlx::postgres::{
 use tracing::instrument;
 use uuid::Uuid;
 
-use crate::storage::{
-    ApiKeyId, ApiKeyRecord, BatchPersonRow, Cleared, DefinitionChanges, DefinitionRecord, Error,
-    Mode, NewApiKey, NewDefinition, PersonId, PersonRead, PersonValues, PersonWrite, Result,
-    Settings, Store, StoreOptions, Workspace, WorkspaceId, answer_reads, detached,
-    last_value_per_key, now, unique_violation_is_already_exists,
+use crate::{
+    domain::{ApiKeyId, Mode, PersonId, WorkspaceId},
+    storage::{
+        AdminStore, ApiKeyRecord, BatchPersonRow, Cleared, DefinitionChanges, DefinitionRecord,
+        Error, NewApiKey, NewDefinition, PersonRead, PersonValues, PersonWrite, Result, Settings,
+        StoreOptions, ValueStore, Workspace, answer_reads, detached, last_value_per_key, now,
+        unique_violation_is_already_exists,
+    },
 };
 
 /// A [`Store`] on PostgreSQL.
@@ -133,7 +136,7 @@ pub(crate) fn is_outage(err: &dyn DatabaseError) -> bool {
 }
 
 #[async_trait]
-impl Store for PgStore {
+impl AdminStore for PgStore {
     #[instrument(level = "debug", skip_all)]
     async fn migrate(&self) -> Result<()> {
         let pool = self.pool.clone();
@@ -439,31 +442,10 @@ impl Store for PgStore {
         })
         .await
     }
+}
 
-    #[instrument(level = "debug", skip_all)]
-    async fn find_person(
-        &self,
-        ws: WorkspaceId,
-        mode: Mode,
-        distinct_id: &str,
-    ) -> Result<Option<PersonId>> {
-        let pool = self.pool.clone();
-        let distinct_id = distinct_id.to_owned();
-        detached(async move {
-            let person = sqlx::query_scalar(
-                "SELECT person_id FROM persons \
-                 WHERE workspace_id = $1 AND mode = $2 AND distinct_id = $3",
-            )
-            .bind(ws)
-            .bind(mode.as_str())
-            .bind(distinct_id)
-            .fetch_optional(&pool)
-            .await?;
-            Ok(person)
-        })
-        .await
-    }
-
+#[async_trait]
+impl ValueStore for PgStore {
     #[instrument(level = "debug", skip_all, fields(values = values.len()))]
     async fn write_values(
         &self,

@@ -21,11 +21,14 @@ use sqlx::sqlite::{
 use tracing::instrument;
 use uuid::Uuid;
 
-use crate::storage::{
-    ApiKeyId, ApiKeyRecord, Cleared, DefinitionChanges, DefinitionRecord, Error, Mode, NewApiKey,
-    NewDefinition, PersonId, PersonValues, PersonWrite, Result, Settings, SqliteSynchronous, Store,
-    StoreOptions, ValueRow, Workspace, WorkspaceId, collect_values, detached, last_value_per_key,
-    now, unique_violation_is_already_exists,
+use crate::{
+    domain::{ApiKeyId, Mode, PersonId, WorkspaceId},
+    storage::{
+        AdminStore, ApiKeyRecord, Cleared, DefinitionChanges, DefinitionRecord, Error, NewApiKey,
+        NewDefinition, PersonValues, PersonWrite, Result, Settings, SqliteSynchronous,
+        StoreOptions, ValueRow, ValueStore, Workspace, collect_values, detached,
+        last_value_per_key, now, unique_violation_is_already_exists,
+    },
 };
 
 /// A [`Store`] on SQLite.
@@ -252,7 +255,7 @@ pub(crate) fn is_outage(err: &dyn DatabaseError) -> bool {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl AdminStore for SqliteStore {
     #[instrument(level = "debug", skip_all)]
     async fn migrate(&self) -> Result<()> {
         let writer = self.writer.clone();
@@ -555,19 +558,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
-    #[instrument(level = "debug", skip_all)]
-    async fn find_person(
-        &self,
-        ws: WorkspaceId,
-        mode: Mode,
-        distinct_id: &str,
-    ) -> Result<Option<PersonId>> {
-        let reader = self.reader.clone();
-        let distinct_id = distinct_id.to_owned();
-        detached(find_person(reader, ws, mode, distinct_id)).await
-    }
-
+#[async_trait]
+impl ValueStore for SqliteStore {
     #[instrument(level = "debug", skip_all, fields(values = values.len()))]
     async fn write_values(
         &self,

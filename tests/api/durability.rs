@@ -10,9 +10,10 @@ use std::{
 use serde_json::json;
 use tokio::task::JoinSet;
 use vevee_attributes::{
-    auth,
+    app,
+    domain::{KeyKind, Mode},
     proto::v1::{self as pb, attributes_service_client::AttributesServiceClient},
-    storage::{self, KeyKind, Mode, NewDefinition, StoreOptions},
+    storage::{self, NewDefinition, StoreOptions},
 };
 
 use crate::{
@@ -31,13 +32,13 @@ async fn every_acknowledged_write_survives_a_sigkill_under_load(db: &TestDb) {
         .await
         .unwrap();
     store.migrate().await.unwrap();
-    let (workspace, keys) = auth::create_workspace(store.as_ref(), "durable")
+    let (workspace, keys) = app::create_workspace(store.as_ref(), "durable")
         .await
         .unwrap();
     let secret = keys
         .iter()
-        .find(|(k, _)| k.kind() == KeyKind::Secret && k.mode() == Mode::Live)
-        .map(|(k, _)| k.expose().to_owned())
+        .find(|issued| issued.key.kind() == KeyKind::Secret && issued.key.mode() == Mode::Live)
+        .map(|issued| issued.key.expose().to_owned())
         .unwrap();
     store
         .create_definition(

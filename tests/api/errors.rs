@@ -199,9 +199,9 @@ async fn a_request_without_a_key_is_missing_api_key(db: &TestDb) {
 async fn malformed_and_unknown_keys_are_invalid_api_key(db: &TestDb) {
     let (app, keys) = setup(db).await;
     // A key of another database: well-formed, checksum right, unknown here.
-    let unknown = vevee_attributes::auth::ApiKey::generate(
-        vevee_attributes::storage::KeyKind::Secret,
-        vevee_attributes::storage::Mode::Live,
+    let unknown = vevee_attributes::app::ApiKey::generate(
+        vevee_attributes::domain::KeyKind::Secret,
+        vevee_attributes::domain::Mode::Live,
     )
     .unwrap();
     let truncated = &keys.sk_live[..keys.sk_live.len() - 1];

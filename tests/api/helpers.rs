@@ -11,15 +11,16 @@ use tokio::{sync::oneshot, task::JoinHandle};
 use tonic::{Code, Request, Status, transport::Channel};
 use tonic_types::StatusExt;
 use vevee_attributes::{
-    auth,
+    app,
     config::ServeArgs,
+    domain::{KeyKind, Mode, WorkspaceId},
     proto::v1::{
         self as pb, attribute_definitions_service_client::AttributeDefinitionsServiceClient,
         attributes_service_client::AttributesServiceClient,
         workspace_settings_service_client::WorkspaceSettingsServiceClient,
     },
-    server::{Application, StartupError},
-    storage::{self, KeyKind, Mode, Store, StoreOptions, WorkspaceId},
+    startup::{Application, StartupError},
+    storage::{self, Store, StoreOptions},
 };
 
 #[derive(Parser)]
@@ -68,13 +69,13 @@ impl TestApp {
 
     /// A new workspace with its four keys.
     pub(crate) async fn workspace(&self) -> Keys {
-        let (workspace, keys) = auth::create_workspace(self.store.as_ref(), "test")
+        let (workspace, keys) = app::create_workspace(self.store.as_ref(), "test")
             .await
             .expect("workspace created");
         let find = |kind, mode| {
             keys.iter()
-                .find(|(k, _)| k.kind() == kind && k.mode() == mode)
-                .map(|(k, _)| k.expose().to_owned())
+                .find(|issued| issued.key.kind() == kind && issued.key.mode() == mode)
+                .map(|issued| issued.key.expose().to_owned())
                 .expect("every key kind and mode")
         };
         Keys {

@@ -6,7 +6,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::storage::{KeyKind, Mode};
+use crate::domain::{KeyKind, Mode};
 
 const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 const PREFIX_LEN: usize = 8;

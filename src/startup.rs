@@ -8,11 +8,10 @@ use tonic::transport::{Server, server::TcpIncoming};
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
-    api,
-    auth::{self, Guarded},
-    cache::Catalog,
-    config::{DatabaseArgs, ServeArgs, redact_url},
-    middleware::RpcLayer,
+    app::{self, App},
+    config::ServeArgs,
+    database::{OpenError, open_store},
+    grpc::{self, Guarded, RpcLayer},
     proto::{
         self,
         v1::{
@@ -21,7 +20,7 @@ use crate::{
             workspace_settings_service_server::WorkspaceSettingsServiceServer,
         },
     },
-    storage::{self, Store, StoreOptions},
+    storage::{self, Store, ValueStore},
 };
 
 /// Why the server could not start or stopped abnormally. Each message names
@@ -43,68 +42,17 @@ pub enum StartupError {
     #[error("server reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
     /// The database could not be opened, reached or migrated.
-    #[error("--database-url {url}: {message}")]
-    Database {
-        /// The URL, password redacted.
-        url: String,
-        /// What went wrong.
-        message: String,
-    },
-}
-
-impl StartupError {
-    fn database(args: &DatabaseArgs, message: impl std::fmt::Display) -> Self {
-        StartupError::Database {
-            url: redact_url(&args.database_url),
-            message: message.to_string(),
-        }
-    }
-}
-
-/// Opens the database, retrying an unreachable one for `--db-connect-retry`
-/// (a database starting beside the service is normal in a deployment), and
-/// brings its schema up to date.
-pub async fn open_store(args: &DatabaseArgs) -> Result<Arc<dyn Store>, StartupError> {
-    let options = StoreOptions {
-        max_connections: args.db_max_connections,
-        acquire_timeout: args.db_acquire_timeout,
-        sqlite_synchronous: args.sqlite_synchronous,
-        ..StoreOptions::default()
-    };
-    let deadline = tokio::time::Instant::now() + args.db_connect_retry;
-    let mut pause = Duration::from_millis(100);
-    let store = loop {
-        match storage::connect(&args.database_url, &options).await {
-            Ok(store) => break store,
-            Err(storage::Error::Unavailable(e)) if tokio::time::Instant::now() < deadline => {
-                tracing::warn!(error = %e, "database unreachable; retrying");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(2));
-            }
-            Err(storage::Error::Unavailable(e)) => {
-                return Err(StartupError::database(
-                    args,
-                    format_args!(
-                        "cannot reach the database after {:?} (--db-connect-retry): {e}",
-                        args.db_connect_retry
-                    ),
-                ));
-            }
-            Err(e) => return Err(StartupError::database(args, e)),
-        }
-    };
-    store
-        .migrate()
-        .await
-        .map_err(|e| StartupError::database(args, format_args!("migration failed: {e}")))?;
-    Ok(store)
+    #[error(transparent)]
+    Database(#[from] OpenError),
 }
 
 /// A bound, configured server, ready to run.
 pub struct Application {
     listener: TcpListener,
     args: ServeArgs,
+    /// The backend, for health probes.
     store: Arc<dyn Store>,
+    app: App,
 }
 
 impl Application {
@@ -119,7 +67,7 @@ impl Application {
                     addr: args.grpc_addr,
                     source,
                 })?;
-        let mut store = open_store(&args.database).await?;
+        let store = open_store(&args.database).await?;
         let sqlite = args.database.database_url.starts_with("sqlite:");
         let writes = storage::Lanes {
             // SQLite has one writer.
@@ -136,18 +84,22 @@ impl Application {
             in_flight: args.reads_in_flight,
             max_batch: args.max_read_batch,
         });
-        if writes.max_batch > 1 || reads.is_some() {
-            store = Arc::new(storage::Coalescing::new(store, writes, reads));
-        }
+        let values: Arc<dyn ValueStore> = if writes.max_batch > 1 || reads.is_some() {
+            Arc::new(storage::Coalescing::new(store.clone(), writes, reads))
+        } else {
+            store.clone()
+        };
+        let app = App::new(store.clone(), values, args.cache_ttl);
         if !args.no_bootstrap {
-            bootstrap(store.as_ref())
+            bootstrap(&app)
                 .await
-                .map_err(|e| StartupError::database(&args.database, e))?;
+                .map_err(|e| OpenError::new(&args.database, e))?;
         }
         Ok(Self {
             listener,
             args,
             store,
+            app,
         })
     }
 
@@ -179,15 +131,15 @@ impl Application {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
 
-        let catalog = Catalog::new(self.store.clone(), args.cache_ttl);
+        let app = self.app;
         let limit = args.max_request_bytes;
-        let attributes = AttributesServiceServer::new(api::Attributes::new(catalog.clone()))
+        let attributes = AttributesServiceServer::new(grpc::Attributes::new(app.clone()))
             .max_decoding_message_size(limit);
         let definitions =
-            AttributeDefinitionsServiceServer::new(api::Definitions::new(catalog.clone()))
+            AttributeDefinitionsServiceServer::new(grpc::Definitions::new(app.clone()))
                 .max_decoding_message_size(limit);
         let settings =
-            WorkspaceSettingsServiceServer::new(api::WorkspaceSettings::new(catalog.clone()))
+            WorkspaceSettingsServiceServer::new(grpc::WorkspaceSettings::new(app.clone()))
                 .max_decoding_message_size(limit);
         let monitor = tokio::spawn(monitor_database(
             self.store.clone(),
@@ -201,9 +153,9 @@ impl Application {
             .http2_keepalive_interval(Some(args.http2_keepalive_interval))
             .http2_keepalive_timeout(Some(args.http2_keepalive_timeout))
             .layer(RpcLayer::new(args.concurrency_limit, args.request_timeout))
-            .add_service(Guarded::new(attributes, catalog.clone()))
-            .add_service(Guarded::new(definitions, catalog.clone()))
-            .add_service(Guarded::new(settings, catalog))
+            .add_service(Guarded::new(attributes, app.clone()))
+            .add_service(Guarded::new(definitions, app.clone()))
+            .add_service(Guarded::new(settings, app))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -295,17 +247,16 @@ async fn monitor_database(store: Arc<dyn Store>, health: HealthReporter, interva
 
 /// On a database with no workspace, creates one and prints its four keys
 /// to stderr, once, so the first `serve` gives a working service.
-async fn bootstrap(store: &dyn Store) -> Result<(), storage::Error> {
-    if !store.list_workspaces().await?.is_empty() {
+async fn bootstrap(app: &App) -> Result<(), app::Error> {
+    let Some((workspace, keys)) = app.bootstrap().await? else {
         return Ok(());
-    }
-    let (workspace, keys) = auth::create_workspace(store, "default").await?;
+    };
     let mut text = format!(
         "\nCreated workspace \"default\" ({}) with these API keys. They are shown only once:\n",
         workspace.id
     );
-    for (key, _) in &keys {
-        text.push_str(&format!("  {}\n", key.expose()));
+    for issued in &keys {
+        text.push_str(&format!("  {}\n", issued.key.expose()));
     }
     text.push_str("Start again with --no-bootstrap to skip this on an empty database.\n");
     eprintln!("{text}");

@@ -16,11 +16,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+use super::{Error, Principal, definitions::from_record};
 use crate::{
-    api::ApiError,
-    auth::Principal,
-    domain::{self, AttributeConfig, AttributeDefinition, AttributeKey, AttributeType},
-    storage::{DefinitionRecord, KeyKind, Settings, Store, WorkspaceId},
+    domain::{AttributeDefinition, AttributeKey, KeyKind, WorkspaceId},
+    storage::{AdminStore, Settings},
 };
 
 /// Most entries per cache: bounds memory however many keys or definitions
@@ -78,12 +77,12 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
 /// The caches, cheap to clone and share (one reference count: every request
 /// clones it).
 #[derive(Clone)]
-pub struct Catalog {
+pub(crate) struct Catalog {
     inner: Arc<Caches>,
 }
 
 struct Caches {
-    store: Arc<dyn Store>,
+    store: Arc<dyn AdminStore>,
     keys: TtlCache<[u8; 32], Option<Principal>>,
     settings: TtlCache<WorkspaceId, Settings>,
     definitions: TtlCache<(WorkspaceId, AttributeKey), Option<Arc<AttributeDefinition>>>,
@@ -91,7 +90,7 @@ struct Caches {
 
 impl Catalog {
     /// Empty caches over `store` whose entries live at most `ttl`.
-    pub fn new(store: Arc<dyn Store>, ttl: Duration) -> Self {
+    pub(crate) fn new(store: Arc<dyn AdminStore>, ttl: Duration) -> Self {
         Self {
             inner: Arc::new(Caches {
                 store,
@@ -102,14 +101,9 @@ impl Catalog {
         }
     }
 
-    /// The store behind the caches.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.inner.store
-    }
-
     /// Who holds the key whose SHA-256 is `hash`; `None` for an unknown or
     /// revoked key.
-    pub async fn principal(&self, hash: [u8; 32]) -> Result<Option<Principal>, ApiError> {
+    pub(crate) async fn principal(&self, hash: [u8; 32]) -> Result<Option<Principal>, Error> {
         self.inner
             .keys
             .get_or_load(&hash, || async {
@@ -126,7 +120,7 @@ impl Catalog {
     }
 
     /// A workspace's settings (the defaults if the workspace is gone).
-    pub async fn settings(&self, ws: WorkspaceId) -> Result<Settings, ApiError> {
+    pub(crate) async fn settings(&self, ws: WorkspaceId) -> Result<Settings, Error> {
         self.inner
             .settings
             .get_or_load(&ws, || async {
@@ -136,21 +130,21 @@ impl Catalog {
     }
 
     /// Records settings this replica just stored.
-    pub async fn settings_changed(&self, ws: WorkspaceId, settings: Settings) {
+    pub(crate) fn settings_changed(&self, ws: WorkspaceId, settings: Settings) {
         self.inner.settings.insert(ws, settings);
     }
 
     /// The definition of `key`, archived or not; `None` if not declared.
-    pub async fn definition(
+    pub(crate) async fn definition(
         &self,
         ws: WorkspaceId,
         key: &AttributeKey,
-    ) -> Result<Option<Arc<AttributeDefinition>>, ApiError> {
+    ) -> Result<Option<Arc<AttributeDefinition>>, Error> {
         self.inner
             .definitions
             .get_or_load(&(ws, key.clone()), || async {
                 match self.inner.store.get_definition(ws, key.as_str()).await? {
-                    Some(record) => Ok(Some(Arc::new(definition_from_record(&record)?))),
+                    Some(record) => Ok(Some(Arc::new(from_record(&record)?))),
                     None => Ok(None),
                 }
             })
@@ -159,31 +153,11 @@ impl Catalog {
 
     /// Records a definition this replica just created or changed, so it is
     /// used at once here.
-    pub async fn definition_changed(&self, ws: WorkspaceId, definition: AttributeDefinition) {
+    pub(crate) fn definition_changed(&self, ws: WorkspaceId, definition: AttributeDefinition) {
         self.inner
             .definitions
             .insert((ws, definition.key().clone()), Some(Arc::new(definition)));
     }
-}
-
-/// Rebuilds the domain definition of a stored record. A record that no
-/// longer parses (written by a newer version, or by hand) is a defect.
-pub fn definition_from_record(record: &DefinitionRecord) -> Result<AttributeDefinition, ApiError> {
-    let corrupt = |e: domain::Error| {
-        ApiError::Internal(format!("stored definition {:?} is invalid: {e}", record.key).into())
-    };
-    let key = AttributeKey::parse(&record.key).map_err(corrupt)?;
-    let attr_type = AttributeType::parse(&record.attr_type).map_err(corrupt)?;
-    let config = AttributeConfig::from_json(attr_type, &record.config).map_err(corrupt)?;
-    let mut definition = AttributeDefinition::new(
-        key,
-        config,
-        record.display_name.clone(),
-        record.description.clone(),
-    )
-    .map_err(corrupt)?;
-    definition.set_archived(record.archived);
-    Ok(definition)
 }
 
 #[cfg(test)]

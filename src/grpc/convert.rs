@@ -5,9 +5,10 @@ use chrono::{DateTime, Utc};
 use prost_types::{ListValue, Struct, Timestamp, Value, value::Kind};
 
 use crate::{
+    app::{NewConfig, StoredDefinition},
     domain::{
-        AttributeConfig, AttributeDefinition, AttributeType, ChoiceConfig, DateConfig, Error,
-        MultiChoiceConfig, NumberConfig, TextConfig,
+        AttributeConfig, AttributeType, ChoiceConfig, DateConfig, Error, MultiChoiceConfig,
+        NumberConfig, TextConfig,
     },
     proto::v1 as pb,
 };
@@ -50,8 +51,9 @@ pub(crate) fn attribute_type(raw: i32) -> Result<AttributeType, Error> {
         Ok(pb::AttributeType::Date) => Ok(AttributeType::Date),
         Ok(pb::AttributeType::SingleChoice) => Ok(AttributeType::SingleChoice),
         Ok(pb::AttributeType::MultiChoice) => Ok(AttributeType::MultiChoice),
-        Ok(pb::AttributeType::Unspecified) | Err(_) => Err(Error::invalid_definition(
-            "type: set the attribute's type: ATTRIBUTE_TYPE_TEXT, _NUMBER, _BOOLEAN, _DATE, \
+        Ok(pb::AttributeType::Unspecified) | Err(_) => Err(Error::invalid_definition_at(
+            "type",
+            "set the attribute's type: ATTRIBUTE_TYPE_TEXT, _NUMBER, _BOOLEAN, _DATE, \
              _SINGLE_CHOICE or _MULTI_CHOICE.",
         )),
     }
@@ -68,18 +70,14 @@ fn proto_type(t: AttributeType) -> pb::AttributeType {
     }
 }
 
-/// The domain config of a proto config for an attribute of type `t`. A
-/// missing config (or an empty oneof) takes the type's defaults; a config of
-/// another type is an invalid definition.
-pub(crate) fn config(
-    t: AttributeType,
-    config: Option<pb::AttributeConfig>,
-) -> Result<AttributeConfig, Error> {
+/// The config a request gives: a missing config (or an empty oneof) takes
+/// the type's defaults; the app checks that a given one is of the right type.
+pub(crate) fn config(config: Option<pb::AttributeConfig>) -> Result<NewConfig, Error> {
     use pb::attribute_config::Config;
     let Some(config) = config.and_then(|c| c.config) else {
-        return AttributeConfig::default_for(t);
+        return Ok(NewConfig::Defaults);
     };
-    let parsed = match config {
+    Ok(NewConfig::Given(match config {
         Config::Text(c) => AttributeConfig::Text(TextConfig::new(
             c.max_length.unwrap_or(TextConfig::DEFAULT_MAX_LENGTH),
             c.truncate,
@@ -95,14 +93,7 @@ pub(crate) fn config(
             c.allow_custom,
             c.max_items.unwrap_or(MultiChoiceConfig::DEFAULT_MAX_ITEMS),
         )?),
-    };
-    if parsed.attribute_type() != t {
-        return Err(Error::invalid_definition(format!(
-            "config: a {} config was sent for a {t} attribute; send config.{t} instead.",
-            parsed.attribute_type()
-        )));
-    }
-    Ok(parsed)
+    }))
 }
 
 fn proto_config(config: &AttributeConfig) -> pb::AttributeConfig {
@@ -137,11 +128,8 @@ fn proto_config(config: &AttributeConfig) -> pb::AttributeConfig {
 }
 
 /// A definition as the API returns it.
-pub(crate) fn definition(
-    def: &AttributeDefinition,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-) -> pb::AttributeDefinition {
+pub(crate) fn definition(stored: &StoredDefinition) -> pb::AttributeDefinition {
+    let def = &stored.definition;
     pb::AttributeDefinition {
         key: def.key().to_string(),
         r#type: proto_type(def.config().attribute_type()).into(),
@@ -149,8 +137,8 @@ pub(crate) fn definition(
         display_name: def.display_name().unwrap_or_default().to_owned(),
         description: def.description().unwrap_or_default().to_owned(),
         archived: def.archived(),
-        created_at: Some(timestamp(created_at)),
-        updated_at: Some(timestamp(updated_at)),
+        created_at: Some(timestamp(stored.created_at)),
+        updated_at: Some(timestamp(stored.updated_at)),
     }
 }
 
@@ -171,20 +159,9 @@ mod tests {
             ),
         ];
         for c in configs {
-            let back = config(c.attribute_type(), Some(proto_config(&c))).unwrap();
-            assert_eq!(back, c);
+            let back = config(Some(proto_config(&c))).unwrap();
+            assert_eq!(back, NewConfig::Given(c));
         }
-    }
-
-    #[test]
-    fn a_config_of_another_type_is_an_invalid_definition() {
-        let text = proto_config(&AttributeConfig::Boolean);
-        let err = config(AttributeType::Text, Some(text)).unwrap_err();
-        assert_eq!(
-            err.reason(),
-            crate::domain::Reason::InvalidAttributeDefinition
-        );
-        assert!(err.message().starts_with("config:"), "{}", err.message());
     }
 
     #[test]

@@ -7,8 +7,8 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::{
+    app,
     domain::{Error, Reason},
-    storage,
 };
 
 /// `google.rpc.ErrorInfo.domain` of every error.
@@ -33,41 +33,11 @@ pub fn code(reason: Reason) -> Code {
     }
 }
 
-/// Why an RPC failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    /// A failure the client can act on; becomes the code of its reason.
-    #[error(transparent)]
-    Refused(#[from] Error),
-    /// SetAttributes with failing values: every failure, in key order.
-    #[error("{} of the values failed", .0.len())]
-    Batch(Vec<(String, Error)>),
-    /// A defect or a broken database: logged in full, sent as a bare INTERNAL.
-    #[error("internal error: {0}")]
-    Internal(Box<dyn std::error::Error + Send + Sync>),
-}
-
-impl From<storage::Error> for ApiError {
-    fn from(err: storage::Error) -> Self {
+impl From<app::Error> for Status {
+    fn from(err: app::Error) -> Self {
         match err {
-            storage::Error::Unavailable(source) => {
-                tracing::warn!(error = %source, "database unavailable");
-                ApiError::Refused(Error::new(
-                    Reason::Unavailable,
-                    "The database cannot be reached right now; the request was not applied and is \
-                     safe to retry with backoff.",
-                ))
-            }
-            other => ApiError::Internal(other.into()),
-        }
-    }
-}
-
-impl From<ApiError> for Status {
-    fn from(err: ApiError) -> Self {
-        match err {
-            ApiError::Refused(error) => status(&error, ErrorDetails::new()),
-            ApiError::Batch(failures) => {
+            app::Error::Refused(error) => status(&error, ErrorDetails::new()),
+            app::Error::Batch(failures) => {
                 let mut details = ErrorDetails::new();
                 for (key, error) in &failures {
                     details.add_bad_request_violation(
@@ -80,7 +50,7 @@ impl From<ApiError> for Status {
                     None => Status::internal("internal error"),
                 }
             }
-            ApiError::Internal(source) => {
+            app::Error::Internal(source) => {
                 tracing::error!(error = %source, "internal error");
                 Status::internal("internal error; it has been logged")
             }
@@ -134,7 +104,7 @@ mod tests {
     #[test]
     fn a_refusal_carries_error_info_with_the_attribute() {
         let status: Status =
-            ApiError::from(Error::invalid_value("no").with_attribute("persona")).into();
+            app::Error::from(Error::invalid_value("no").with_attribute("persona")).into();
         assert_eq!(status.code(), Code::InvalidArgument);
         let info = status.get_details_error_info().expect("ErrorInfo");
         assert_eq!(info.reason, "attribute_value_invalid");
@@ -147,7 +117,7 @@ mod tests {
 
     #[test]
     fn a_batch_lists_every_failure_and_takes_the_first_ones_code() {
-        let status: Status = ApiError::Batch(vec![
+        let status: Status = app::Error::Batch(vec![
             (
                 "a".into(),
                 Error::new(Reason::AttributeArchived, "archived").with_attribute("a"),

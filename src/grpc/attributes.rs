@@ -1,0 +1,117 @@
+//! `AttributesService`: set, read and clear the attribute values of persons.
+
+use tonic::{Request, Response, Status};
+
+use super::{auth::principal, convert};
+use crate::{
+    app::App,
+    proto::v1::{self as pb, attributes_service_server::AttributesService},
+};
+
+/// The AttributesService handlers.
+#[derive(Clone)]
+pub struct Attributes {
+    app: App,
+}
+
+impl Attributes {
+    /// Handlers over `app`.
+    pub fn new(app: App) -> Self {
+        Self { app }
+    }
+}
+
+#[tonic::async_trait]
+impl AttributesService for Attributes {
+    async fn set_attribute(
+        &self,
+        request: Request<pb::SetAttributeRequest>,
+    ) -> Result<Response<pb::SetAttributeResponse>, Status> {
+        let who = principal(&request)?;
+        let request = request.into_inner();
+        let written = self
+            .app
+            .set_value(
+                who,
+                &request.distinct_id,
+                &request.attribute,
+                request.value.as_ref(),
+            )
+            .await?;
+        Ok(Response::new(pb::SetAttributeResponse {
+            person_id: written.person_id.to_string(),
+            attribute: written.attribute.to_string(),
+            value: Some(written.value.to_proto_value()),
+        }))
+    }
+
+    async fn set_attributes(
+        &self,
+        request: Request<pb::SetAttributesRequest>,
+    ) -> Result<Response<pb::SetAttributesResponse>, Status> {
+        let who = principal(&request)?;
+        let request = request.into_inner();
+        let written = self
+            .app
+            .set_values(
+                who,
+                &request.distinct_id,
+                request.values.into_iter().collect(),
+            )
+            .await?;
+        Ok(Response::new(pb::SetAttributesResponse {
+            person_id: written.person_id.to_string(),
+            values: written
+                .values
+                .into_iter()
+                .map(|(key, value)| (key.to_string(), value.to_proto_value()))
+                .collect(),
+        }))
+    }
+
+    async fn get_attributes(
+        &self,
+        request: Request<pb::GetAttributesRequest>,
+    ) -> Result<Response<pb::GetAttributesResponse>, Status> {
+        let who = principal(&request)?;
+        let request = request.into_inner();
+        let person = self
+            .app
+            .get_values(
+                who,
+                &request.distinct_id,
+                &request.attributes,
+                request.include_archived,
+            )
+            .await?;
+        Ok(Response::new(pb::GetAttributesResponse {
+            person_id: person.person_id.to_string(),
+            attributes: person
+                .values
+                .into_iter()
+                .map(|(attribute, value, updated_at)| pb::AttributeValue {
+                    attribute,
+                    value: Some(convert::json_to_value(&value)),
+                    updated_at: Some(convert::timestamp(updated_at)),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn clear_attribute(
+        &self,
+        request: Request<pb::ClearAttributeRequest>,
+    ) -> Result<Response<pb::ClearAttributeResponse>, Status> {
+        let who = principal(&request)?;
+        let request = request.into_inner();
+        let cleared = self
+            .app
+            .clear_value(who, &request.distinct_id, &request.attribute)
+            .await?;
+        Ok(Response::new(pb::ClearAttributeResponse {
+            person_id: cleared.person_id.to_string(),
+            attribute: cleared.attribute.to_string(),
+            cleared: cleared.cleared,
+        }))
+    }
+}
