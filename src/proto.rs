@@ -16,9 +16,9 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("veve
 /// Fully qualified names of the services the API defines, as health and
 /// reflection report them.
 pub const SERVICE_NAMES: [&str; 3] = [
-    "vevee.attributes.v1.AttributesService",
-    "vevee.attributes.v1.AttributeDefinitionsService",
-    "vevee.attributes.v1.WorkspaceSettingsService",
+    v1::attributes_service_server::SERVICE_NAME,
+    v1::attribute_definitions_service_server::SERVICE_NAME,
+    v1::workspace_settings_service_server::SERVICE_NAME,
 ];
 
 #[cfg(test)]

@@ -16,15 +16,23 @@ use tonic::{
 };
 use tower::Service;
 
-use crate::app::{App, Principal, Scope};
+use crate::{
+    app::{App, Principal, Scope},
+    proto::v1::attributes_service_server,
+};
 
 /// The one table of which methods public keys may call; everything else
-/// behind the layer needs a secret key.
+/// behind the layer needs a secret key. `path` is `/<service>/<method>`.
 fn scope(path: &str) -> Scope {
-    match path {
-        "/vevee.attributes.v1.AttributesService/SetAttribute"
-        | "/vevee.attributes.v1.AttributesService/SetAttributes"
-        | "/vevee.attributes.v1.AttributesService/ClearAttribute" => Scope::ClientWrite,
+    let (service, method) = path
+        .strip_prefix('/')
+        .and_then(|p| p.split_once('/'))
+        .unwrap_or_default();
+    match (service, method) {
+        (
+            attributes_service_server::SERVICE_NAME,
+            "SetAttribute" | "SetAttributes" | "ClearAttribute",
+        ) => Scope::ClientWrite,
         _ => Scope::Secret,
     }
 }
