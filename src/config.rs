@@ -8,6 +8,25 @@ use clap::Args;
 
 use crate::storage::SqliteSynchronous;
 
+/// `--sqlite-synchronous`: the flag's spelling of [`SqliteSynchronous`]
+/// (clap's derive stays in the front doors, off the storage types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SqliteSync {
+    /// Every commit is on disk before it returns.
+    Full,
+    /// Faster; the last commits before a power loss may be lost.
+    Normal,
+}
+
+impl From<SqliteSync> for SqliteSynchronous {
+    fn from(flag: SqliteSync) -> Self {
+        match flag {
+            SqliteSync::Full => SqliteSynchronous::Full,
+            SqliteSync::Normal => SqliteSynchronous::Normal,
+        }
+    }
+}
+
 /// Where the data lives and how the connection pool behaves.
 #[derive(Clone, Args)]
 pub struct DatabaseArgs {
@@ -34,7 +53,7 @@ pub struct DatabaseArgs {
     /// SQLite only: `full` makes every acknowledged write survive a power cut;
     /// `normal` is faster but may lose the last writes on power loss (never corrupts).
     #[arg(long, env = "SQLITE_SYNCHRONOUS", value_enum, default_value = "full")]
-    pub sqlite_synchronous: SqliteSynchronous,
+    pub sqlite_synchronous: SqliteSync,
 }
 
 impl fmt::Debug for DatabaseArgs {
@@ -50,17 +69,23 @@ impl fmt::Debug for DatabaseArgs {
 }
 
 /// Replaces the password of a `scheme://user:password@host` URL with `***`,
-/// so configuration can be logged.
+/// so configuration can be logged. A URL that does not parse (a bad port, say)
+/// loses its whole user part instead: it may still hold a password.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((userinfo, host)) = rest.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // Cannot fail: the URL has a password, so it has a host.
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        Err(_) => match url.split_once("://") {
+            Some((scheme, rest)) if rest.contains('@') => {
+                let host = rest.rsplit_once('@').map_or("", |(_, host)| host);
+                format!("{scheme}://***@{host}")
+            }
+            _ => url.to_owned(),
+        },
     }
 }
 
@@ -174,5 +199,13 @@ mod tests {
             "postgres://app@db/attrs"
         );
         assert_eq!(redact_url("sqlite://data.db"), "sqlite://data.db");
+        assert_eq!(
+            redact_url("postgres://app:p@ss@db/attrs"),
+            "postgres://app:***@db/attrs"
+        );
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:port/attrs"),
+            "postgres://***@db:port/attrs"
+        );
     }
 }

@@ -36,7 +36,7 @@ pub async fn open_store(args: &DatabaseArgs) -> Result<Arc<dyn Store>, OpenError
     let options = StoreOptions {
         max_connections: args.db_max_connections,
         acquire_timeout: args.db_acquire_timeout,
-        sqlite_synchronous: args.sqlite_synchronous,
+        sqlite_synchronous: args.sqlite_synchronous.into(),
         ..StoreOptions::default()
     };
     let deadline = tokio::time::Instant::now() + args.db_connect_retry;

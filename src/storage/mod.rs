@@ -297,7 +297,7 @@ fn unique_violation_is_already_exists(err: sqlx::Error) -> Error {
 }
 
 /// The SQLite `synchronous` setting: how hard each commit waits for the disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SqliteSynchronous {
     /// Every commit is on disk before it returns (the default).
     #[default]
