@@ -35,7 +35,7 @@ use crate::{
     app::{self, App},
     config::DatabaseArgs,
     database::{OpenError, open_store},
-    domain::{self, AttributeType, Reason},
+    domain::{self, AttributeType, KeyKind, Mode, Reason},
     storage::Workspace,
 };
 
@@ -142,6 +142,24 @@ pub enum ModeArg {
     Live,
     /// Test data, kept apart from live data.
     Test,
+}
+
+impl From<KindArg> for KeyKind {
+    fn from(kind: KindArg) -> Self {
+        match kind {
+            KindArg::Secret => KeyKind::Secret,
+            KindArg::Public => KeyKind::Public,
+        }
+    }
+}
+
+impl From<ModeArg> for Mode {
+    fn from(mode: ModeArg) -> Self {
+        match mode {
+            ModeArg::Live => Mode::Live,
+            ModeArg::Test => Mode::Test,
+        }
+    }
 }
 
 /// `attributes ...`

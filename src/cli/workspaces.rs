@@ -72,14 +72,7 @@ pub(super) async fn list_workspaces(common: Common) -> Result<(), Error> {
 
 pub(super) async fn create_key(kind: KindArg, mode: ModeArg, scoped: Scoped) -> Result<(), Error> {
     let (session, workspace) = scoped_session(&scoped).await?;
-    let kind = match kind {
-        KindArg::Secret => KeyKind::Secret,
-        KindArg::Public => KeyKind::Public,
-    };
-    let mode = match mode {
-        ModeArg::Live => Mode::Live,
-        ModeArg::Test => Mode::Test,
-    };
+    let (kind, mode) = (KeyKind::from(kind), Mode::from(mode));
     let issued = session.app.issue_key(workspace.id, kind, mode).await?;
     let (key, record) = (&issued.key, &issued.record);
     session.print(&new_key_json(&issued), || {
