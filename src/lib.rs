@@ -2,17 +2,46 @@
 //! vevee analytics.
 //!
 //! # Layout
-//! - [`domain`]: attribute keys, types, definitions and coercion; no I/O.
-//! - [`storage`]: the [`storage::Store`] trait, SQLite and PostgreSQL behind it.
-//! - [`cache`]: keys, settings and definitions in memory, with bounded staleness.
-//! - [`auth`]: API keys and the layer that checks them in front of the API.
-//! - [`api`]: the gRPC handlers and the mapping of errors to statuses.
-//! - [`config`]: flags and environment variables.
-//! - [`server`]: binds the listener, assembles services, shuts down gracefully.
-//! - [`cli`]: the operator commands (migrate, workspaces, keys, attributes, settings).
-//! - [`middleware`]: the tower layer every RPC passes (span, limits, timeout).
-//! - [`telemetry`]: text or JSON logs.
+//! Dependencies run one way, and `tests/layering.rs` keeps them so:
+//! [`domain`] ← [`storage`] ← [`app`] ← {[`grpc`], [`cli`]} ← [`startup`] ← `main.rs`.
+//!
+//! - [`domain`]: ids, attribute keys, types, configs, definitions and
+//!   coercion; pure, no I/O. Errors carry the field they concern.
+//! - [`storage`]: [`storage::AdminStore`] (workspaces, keys, settings,
+//!   definitions) and [`storage::ValueStore`] (persons and values, the hot
+//!   half, which [`storage::Coalescing`] group-commits); SQLite and
+//!   PostgreSQL implement both.
+//! - [`app`]: the use cases every front door calls ([`app::App`]), the
+//!   catalog of cached keys, settings and definitions, key authorization,
+//!   and [`app::Error`], the one error front doors convert from.
+//! - [`grpc`]: thin handlers (request → `App` → response), the key layer
+//!   with the table of which methods public keys may call, the tower layer
+//!   every RPC passes, and the one mapping of errors to statuses.
+//! - [`cli`]: the operator commands, one file per command group, calling
+//!   the same `App` methods as the handlers.
+//! - [`startup`]: binds the listener, assembles the services, health and
+//!   reflection, shuts down gracefully.
+//! - [`database`]: opens and migrates the database for `serve` and the CLI.
+//! - [`config`]: flags and environment variables. [`telemetry`]: logs.
 //! - [`proto`]: code generated from `proto/` (quarantined).
+//!
+//! # Where a change goes
+//! - **Add an RPC**: declare it in `proto/vevee/attributes/v1/*.proto`
+//!   (with its `google.api.http` annotation); write the use case as an `App`
+//!   method in the `src/app/` file of its area (`values.rs`,
+//!   `definitions.rs`, `settings.rs`, `workspaces.rs`), with a storage
+//!   method on `AdminStore` or `ValueStore` if it needs one; write the thin
+//!   handler in `src/grpc/<service>.rs` (convert in `src/grpc/convert.rs`);
+//!   if public keys may call it, add it to `scope` in `src/grpc/auth.rs`. A
+//!   new refusal is a [`domain::Reason`] plus its code in `src/grpc/error.rs`.
+//! - **Add an update operation** (CONTRACT.md section 8, not built yet):
+//!   what the operation does to a value of each type belongs in
+//!   `src/domain/` beside `coerce.rs` (pure, table-tested); the use case
+//!   that checks it against the definition and writes it in
+//!   `src/app/values.rs`; the statement that applies it in the database, in
+//!   one round trip, in the `ValueStore` impls of `src/storage/sqlite.rs`
+//!   and `src/storage/postgres.rs`; its proto message in `attributes.proto`
+//!   and its conversion in `src/grpc/convert.rs`.
 
 pub mod app;
 pub mod cli;
