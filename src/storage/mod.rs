@@ -23,6 +23,7 @@ use tracing::Instrument;
 
 use crate::domain::{ApiKeyId, KeyKind, Mode, PersonId, WorkspaceId};
 
+mod admin;
 mod coalesce;
 mod postgres;
 mod sqlite;
