@@ -68,7 +68,7 @@ macro_rules! sql_admin_store {
                     let writer = self.$writer.clone();
                     let name = name.to_owned();
                     detached(async move {
-                        let workspace = sqlx::query_as(
+                        Ok(sqlx::query_as(
                             "INSERT INTO workspaces (id, name, created_at) VALUES ($1, $2, $3) \
                              RETURNING id, name, created_at",
                         )
@@ -76,8 +76,7 @@ macro_rules! sql_admin_store {
                         .bind(name)
                         .bind(now())
                         .fetch_one(&writer)
-                        .await?;
-                        Ok(workspace)
+                        .await?)
                     })
                     .await
                 }
@@ -86,12 +85,11 @@ macro_rules! sql_admin_store {
                 async fn list_workspaces(&self) -> Result<Vec<Workspace>> {
                     let reader = self.$reader.clone();
                     detached(async move {
-                        let workspaces = sqlx::query_as(
+                        Ok(sqlx::query_as(
                             "SELECT id, name, created_at FROM workspaces ORDER BY created_at, id",
                         )
                         .fetch_all(&reader)
-                        .await?;
-                        Ok(workspaces)
+                        .await?)
                     })
                     .await
                 }
@@ -100,13 +98,12 @@ macro_rules! sql_admin_store {
                 async fn get_settings(&self, ws: WorkspaceId) -> Result<Option<Settings>> {
                     let reader = self.$reader.clone();
                     detached(async move {
-                        let settings = sqlx::query_as(
+                        Ok(sqlx::query_as(
                             "SELECT client_attribute_writes FROM workspaces WHERE id = $1",
                         )
                         .bind(ws)
                         .fetch_optional(&reader)
-                        .await?;
-                        Ok(settings)
+                        .await?)
                     })
                     .await
                 }
@@ -119,15 +116,14 @@ macro_rules! sql_admin_store {
                 ) -> Result<Option<Settings>> {
                     let writer = self.$writer.clone();
                     detached(async move {
-                        let settings = sqlx::query_as(
+                        Ok(sqlx::query_as(
                             "UPDATE workspaces SET client_attribute_writes = $2 WHERE id = $1 \
                              RETURNING client_attribute_writes",
                         )
                         .bind(ws)
                         .bind(settings.client_attribute_writes)
                         .fetch_optional(&writer)
-                        .await?;
-                        Ok(settings)
+                        .await?)
                     })
                     .await
                 }
@@ -136,7 +132,7 @@ macro_rules! sql_admin_store {
                 async fn insert_api_key(&self, key: NewApiKey) -> Result<ApiKeyRecord> {
                     let writer = self.$writer.clone();
                     detached(async move {
-                        let record = sqlx::query_as(
+                        Ok(sqlx::query_as(
                             "INSERT INTO api_keys \
                                  (workspace_id, id, kind, mode, hash, display_prefix, created_at) \
                              VALUES ($1, $2, $3, $4, $5, $6, $7) \
@@ -151,8 +147,7 @@ macro_rules! sql_admin_store {
                         .bind(&key.display_prefix)
                         .bind(now())
                         .fetch_one(&writer)
-                        .await?;
-                        Ok(record)
+                        .await?)
                     })
                     .await
                 }
@@ -162,15 +157,14 @@ macro_rules! sql_admin_store {
                     let reader = self.$reader.clone();
                     let hash = *hash;
                     detached(async move {
-                        let record = sqlx::query_as(
+                        Ok(sqlx::query_as(
                             "SELECT id, workspace_id, kind, mode, display_prefix, created_at, \
                                     revoked_at \
                              FROM api_keys WHERE hash = $1",
                         )
                         .bind(&hash[..])
                         .fetch_optional(&reader)
-                        .await?;
-                        Ok(record)
+                        .await?)
                     })
                     .await
                 }
@@ -179,15 +173,14 @@ macro_rules! sql_admin_store {
                 async fn list_api_keys(&self, ws: WorkspaceId) -> Result<Vec<ApiKeyRecord>> {
                     let reader = self.$reader.clone();
                     detached(async move {
-                        let records = sqlx::query_as(
+                        Ok(sqlx::query_as(
                             "SELECT id, workspace_id, kind, mode, display_prefix, created_at, \
                                     revoked_at \
                              FROM api_keys WHERE workspace_id = $1 ORDER BY created_at, id",
                         )
                         .bind(ws)
                         .fetch_all(&reader)
-                        .await?;
-                        Ok(records)
+                        .await?)
                     })
                     .await
                 }
@@ -249,7 +242,7 @@ macro_rules! sql_admin_store {
                     let reader = self.$reader.clone();
                     let key = key.to_owned();
                     detached(async move {
-                        let record = sqlx::query_as(
+                        Ok(sqlx::query_as(
                             "SELECT key, attr_type, config, display_name, description, archived, \
                                     created_at, updated_at \
                              FROM attribute_definitions WHERE workspace_id = $1 AND key = $2",
@@ -257,8 +250,7 @@ macro_rules! sql_admin_store {
                         .bind(ws)
                         .bind(key)
                         .fetch_optional(&reader)
-                        .await?;
-                        Ok(record)
+                        .await?)
                     })
                     .await
                 }
@@ -277,7 +269,7 @@ macro_rules! sql_admin_store {
                     // primary key.
                     let after = after.unwrap_or_default().to_owned();
                     detached(async move {
-                        let records = sqlx::query_as(
+                        Ok(sqlx::query_as(
                             "SELECT key, attr_type, config, display_name, description, archived, \
                                     created_at, updated_at \
                              FROM attribute_definitions \
@@ -289,8 +281,7 @@ macro_rules! sql_admin_store {
                         .bind(include_archived)
                         .bind(i64::from(limit))
                         .fetch_all(&reader)
-                        .await?;
-                        Ok(records)
+                        .await?)
                     })
                     .await
                 }
@@ -305,7 +296,7 @@ macro_rules! sql_admin_store {
                     let writer = self.$writer.clone();
                     let key = key.to_owned();
                     detached(async move {
-                        let record = sqlx::query_as(
+                        Ok(sqlx::query_as(
                             "UPDATE attribute_definitions SET \
                                  config = COALESCE($3, config), \
                                  display_name = COALESCE($4, display_name), \
@@ -322,8 +313,7 @@ macro_rules! sql_admin_store {
                         .bind(changes.description)
                         .bind(now())
                         .fetch_optional(&writer)
-                        .await?;
-                        Ok(record)
+                        .await?)
                     })
                     .await
                 }
@@ -338,7 +328,7 @@ macro_rules! sql_admin_store {
                     let writer = self.$writer.clone();
                     let key = key.to_owned();
                     detached(async move {
-                        let record = sqlx::query_as(
+                        Ok(sqlx::query_as(
                             "UPDATE attribute_definitions SET archived = $3, updated_at = $4 \
                              WHERE workspace_id = $1 AND key = $2 \
                              RETURNING key, attr_type, config, display_name, description, \
@@ -349,8 +339,7 @@ macro_rules! sql_admin_store {
                         .bind(archived)
                         .bind(now())
                         .fetch_optional(&writer)
-                        .await?;
-                        Ok(record)
+                        .await?)
                     })
                     .await
                 }
