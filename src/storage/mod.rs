@@ -2,9 +2,10 @@
 //! their attribute values.
 //!
 //! One [`Store`] trait, two implementations: `sqlite` for a single node and
-//! `postgres` for a fleet. [`connect`] picks the backend from the URL's
-//! scheme. Storage deals in plain records: attribute keys arrive already
-//! validated, and configs and values are JSON that storage never interprets.
+//! `postgres` for a fleet, sharing one [`AdminStore`] implementation
+//! (`admin`). [`connect`] picks the backend from the URL's scheme. Storage
+//! deals in plain records: attribute keys arrive already validated, and
+//! configs and values are JSON that storage never interprets.
 //!
 //! Every method body runs in a task of its own (see `detached`), so a caller
 //! that gives up on a request (a client timeout, a dropped connection) never
@@ -23,6 +24,7 @@ use tracing::Instrument;
 
 use crate::domain::{ApiKeyId, KeyKind, Mode, PersonId, WorkspaceId};
 
+mod admin;
 mod coalesce;
 mod postgres;
 mod sqlite;
