@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
+use serde_path_to_error::Segment;
 
 use super::{Error, Scoped, scoped_session};
 use crate::{
@@ -203,6 +205,20 @@ async fn plan(
     }))
 }
 
+/// One `[attributes.KEY]` table as the file spells it; every other key in
+/// it is a config field of the type.
+#[derive(Deserialize)]
+struct AttributeTable {
+    #[serde(rename = "type")]
+    attribute_type: Option<String>,
+    display_name: Option<String>,
+    description: Option<String>,
+    /// `None`: leave the archived state as it is.
+    archived: Option<bool>,
+    #[serde(flatten)]
+    config: toml::Table,
+}
+
 /// Checks a whole schema file without the database: every problem, in key order.
 fn parse_schema(text: &str) -> Result<Vec<Declared>, Vec<String>> {
     let document: toml::Table = toml::from_str(text).map_err(|e| vec![toml_problem(text, &e)])?;
@@ -241,65 +257,44 @@ fn parse_schema(text: &str) -> Result<Vec<Declared>, Vec<String>> {
 
 /// One `[attributes.KEY]` table as a definition, or the first problem with it.
 fn declare(key: &str, value: &toml::Value) -> Result<Declared, String> {
-    let at = |field: &str, problem: &str| format!("attributes.{key}.{field}: {problem}");
-    let toml::Value::Table(table) = value else {
+    // Placed by where serde stopped but worded here, not by serde: a field
+    // of the wrong type, or an attribute that is not a table.
+    let table: AttributeTable = serde_path_to_error::deserialize(value.clone()).map_err(|e| {
+        let Some(Segment::Map { key: field }) = e.path().iter().next() else {
+            let found = value.type_str();
+            return format!(
+                "attributes.{key}: expected a table ([attributes.{key}]), got a {found}."
+            );
+        };
+        let expected = if field == "archived" {
+            "true or false"
+        } else {
+            "a string"
+        };
+        let found = value.get(field).map_or("value", toml::Value::type_str);
+        format!("attributes.{key}.{field}: expected {expected}, got a {found}.")
+    })?;
+    let Some(attribute_type) = table.attribute_type else {
         return Err(format!(
-            "attributes.{key}: expected a table ([attributes.{key}]), got a {}.",
-            value.type_str()
+            "attributes.{key}.type: missing; set it to text, number, boolean, date, \
+             single_choice or multi_choice."
         ));
     };
-    let string = |field: &str| match table.get(field) {
-        None => Ok(None),
-        Some(toml::Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(at(
-            field,
-            &format!("expected a string, got a {}.", other.type_str()),
-        )),
-    };
-    let attribute_type = match string("type")? {
-        Some(t) => AttributeType::parse(&t).map_err(|e| locate(key, &e))?,
-        None => {
-            return Err(at(
-                "type",
-                "missing; set it to text, number, boolean, date, single_choice or multi_choice.",
-            ));
-        }
-    };
-    let archived = match table.get("archived") {
-        None => None,
-        Some(toml::Value::Boolean(b)) => Some(*b),
-        Some(other) => {
-            return Err(at(
-                "archived",
-                &format!("expected true or false, got a {}.", other.type_str()),
-            ));
-        }
-    };
+    let attribute_type = AttributeType::parse(&attribute_type).map_err(|e| locate(key, &e))?;
     let mut config = Map::new();
-    for (field, value) in table {
-        if !matches!(
-            field.as_str(),
-            "type" | "display_name" | "description" | "archived"
-        ) {
-            config.insert(
-                field.clone(),
-                toml_to_json(value).map_err(|p| at(field, &p))?,
-            );
-        }
+    for (field, value) in &table.config {
+        let json = toml_to_json(value).map_err(|p| format!("attributes.{key}.{field}: {p}"))?;
+        config.insert(field.clone(), json);
     }
     let config = AttributeConfig::from_json(attribute_type, &Json::Object(config))
         .map_err(|e| locate(key, &e))?;
     let attribute = AttributeKey::parse(key).map_err(|e| locate(key, &e))?;
-    let definition = AttributeDefinition::new(
-        attribute,
-        config,
-        string("display_name")?,
-        string("description")?,
-    )
-    .map_err(|e| locate(key, &e))?;
+    let definition =
+        AttributeDefinition::new(attribute, config, table.display_name, table.description)
+            .map_err(|e| locate(key, &e))?;
     Ok(Declared {
         definition,
-        archived,
+        archived: table.archived,
     })
 }
 
@@ -316,7 +311,8 @@ fn locate(key: &str, error: &domain::Error) -> String {
     }
 }
 
-/// A TOML value as the JSON a config is read from.
+/// A TOML value as the JSON a config is read from; by hand, as serde_json
+/// would read `nan` as `null` (no limit) and a datetime as toml's private map.
 fn toml_to_json(value: &toml::Value) -> Result<Json, String> {
     Ok(match value {
         toml::Value::String(s) => Json::String(s.clone()),
