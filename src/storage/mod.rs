@@ -1,9 +1,11 @@
 //! Persistence of workspaces, API keys, attribute definitions, persons and
 //! their attribute values.
 //!
-//! One [`Store`] trait, two implementations: `sqlite` for a single node and
-//! `postgres` for a fleet, sharing one [`AdminStore`] implementation
-//! (`admin`). [`connect`] picks the backend from the URL's scheme. Storage
+//! Two traits: [`AdminStore`] (workspaces, settings, keys, definitions) and
+//! [`ValueStore`] (persons and values, the hot half that [`Coalescing`]
+//! group-commits); [`Store`] is both. Two implementations: `sqlite` for a
+//! single node and `postgres` for a fleet, sharing one [`AdminStore`]
+//! implementation (`admin`). [`connect`] picks the backend from the URL's scheme. Storage
 //! deals in plain records: attribute keys arrive already validated, and
 //! configs and values are JSON that storage never interprets.
 //!

@@ -26,7 +26,7 @@ use crate::{
     },
 };
 
-/// A [`Store`] on PostgreSQL.
+/// A [`Store`](super::Store) on PostgreSQL.
 pub(crate) struct PgStore {
     /// Shared by all operations; cloning it is cheap (an `Arc`), which lets
     /// each operation own a handle inside its detached task.

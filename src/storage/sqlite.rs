@@ -29,7 +29,7 @@ use crate::{
     },
 };
 
-/// A [`Store`] on SQLite.
+/// A [`Store`](super::Store) on SQLite.
 pub(crate) struct SqliteStore {
     /// Serves reads only, so that a queue of writes never delays them.
     reader: SqlitePool,
