@@ -27,15 +27,6 @@ impl Error {
     pub(crate) fn refused(reason: Reason, message: impl Into<String>) -> Self {
         Error::Refused(domain::Error::new(reason, message))
     }
-
-    /// The reason clients match on; `None` for an internal error.
-    pub fn reason(&self) -> Option<Reason> {
-        match self {
-            Error::Refused(e) => Some(e.reason()),
-            Error::Batch(failures) => failures.first().map(|(_, e)| e.reason()),
-            Error::Internal(_) => None,
-        }
-    }
 }
 
 impl From<storage::Error> for Error {
