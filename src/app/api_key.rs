@@ -13,7 +13,7 @@ const PREFIX_LEN: usize = 8;
 const RANDOM_LEN: usize = 32;
 const CHECKSUM_LEN: usize = 6;
 /// The length of every well-formed key.
-pub const KEY_LEN: usize = PREFIX_LEN + RANDOM_LEN + CHECKSUM_LEN;
+pub(crate) const KEY_LEN: usize = PREFIX_LEN + RANDOM_LEN + CHECKSUM_LEN;
 
 /// A well-formed key (right prefix, length, alphabet and checksum). Whether
 /// it exists is for the key store to say.

@@ -25,7 +25,7 @@ mod workspaces;
 use std::{sync::Arc, time::Duration};
 
 pub use access::{Principal, Scope};
-pub use api_key::{ApiKey, KEY_LEN};
+pub use api_key::ApiKey;
 pub use definitions::{
     DEFAULT_PAGE_SIZE, DefinitionPage, MAX_PAGE_SIZE, NewConfig, StoredDefinition,
 };

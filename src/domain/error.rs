@@ -139,11 +139,6 @@ impl Error {
         }
     }
 
-    /// An `invalid_attribute_definition` error naming no field.
-    pub fn invalid_definition(message: impl Into<String>) -> Self {
-        Error::new(Reason::InvalidAttributeDefinition, message)
-    }
-
     /// An `invalid_attribute_definition` error about the field at `field`;
     /// see [`Error::new_at`].
     pub fn invalid_definition_at(field: impl Into<String>, detail: impl AsRef<str>) -> Self {
@@ -268,7 +263,7 @@ mod tests {
         assert_eq!(nested.message(), "config.options[2]: no.");
         assert_eq!(nested.reason(), Reason::AttributeNotDefined);
         assert_eq!(nested.attribute(), Some("topics"));
-        let whole = Error::invalid_definition("not an object.").at("config");
+        let whole = Error::new(Reason::InvalidAttributeDefinition, "not an object.").at("config");
         assert_eq!(whole.field(), Some("config"));
         assert_eq!(whole.message(), "config: not an object.");
     }
