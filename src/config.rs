@@ -92,8 +92,14 @@ pub fn redact_url(url: &str) -> String {
 /// Flags of `vevee-attributes serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// Address the gRPC server listens on.
-    #[arg(long, env = "GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    /// Address of the one listener: gRPC, gRPC-Web and REST/JSON (HTTP/1.1
+    /// and HTTP/2). `--listen-addr` is the same flag.
+    #[arg(
+        long,
+        visible_alias = "listen-addr",
+        env = "GRPC_ADDR",
+        default_value = "127.0.0.1:50051"
+    )]
     pub grpc_addr: SocketAddr,
 
     /// The database and its pool.
@@ -104,7 +110,8 @@ pub struct ServeArgs {
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
 
-    /// Largest request message accepted, in bytes; larger ones get RESOURCE_EXHAUSTED.
+    /// Largest request accepted, in bytes: a larger gRPC message gets
+    /// RESOURCE_EXHAUSTED, a larger REST body 413.
     #[arg(long, env = "MAX_REQUEST_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_request_bytes: usize,
 

@@ -49,6 +49,7 @@ pub mod config;
 pub mod database;
 pub mod domain;
 pub mod grpc;
+pub mod http;
 pub mod proto;
 pub mod startup;
 pub mod storage;

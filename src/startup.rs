@@ -12,6 +12,7 @@ use crate::{
     config::ServeArgs,
     database::{OpenError, open_store},
     grpc::{self, Guarded, RpcLayer},
+    http,
     proto::{
         self,
         v1::{
@@ -41,6 +42,9 @@ pub enum StartupError {
     /// Reflection could not load the descriptor set (a build defect).
     #[error("server reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The REST routes could not be read from the descriptor set (a build defect).
+    #[error("REST transcoding: {0}")]
+    Http(#[from] http::Error),
     /// The database could not be opened, reached or migrated.
     #[error(transparent)]
     Database(#[from] OpenError),
@@ -149,9 +153,16 @@ impl Application {
 
         let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        // Outermost first: CORS answers preflights before anything else;
+        // REST becomes gRPC calls of the layers below it; gRPC-Web becomes
+        // gRPC; every call then passes the same limits and timeout.
         let server = Server::builder()
+            .accept_http1(true)
             .http2_keepalive_interval(Some(args.http2_keepalive_interval))
             .http2_keepalive_timeout(Some(args.http2_keepalive_timeout))
+            .layer(http::BrowserCorsLayer::new())
+            .layer(http::transcode_layer(limit)?)
+            .layer(tonic_web::GrpcWebLayer::new())
             .layer(RpcLayer::new(args.concurrency_limit, args.request_timeout))
             .add_service(Guarded::new(attributes, app.clone()))
             .add_service(Guarded::new(definitions, app.clone()))
@@ -164,7 +175,8 @@ impl Application {
             });
         tokio::pin!(server);
 
-        tracing::info!(%addr, "serving gRPC");
+        // The message is what scripts and tests wait for; keep it.
+        tracing::info!(%addr, also = "gRPC-Web, REST", "serving gRPC");
         tokio::select! {
             result = &mut server => return result.map_err(Into::into),
             () = shutdown => {}

@@ -1,5 +1,5 @@
 //! The direction of dependencies inside the crate, checked on the sources:
-//! domain ← storage ← app ← {grpc, cli} ← startup ← main. A module may use
+//! domain ← storage ← app ← {grpc ← http, cli} ← startup ← main. A module may use
 //! the ones below it, never one above it or a sibling front door.
 
 use std::{
@@ -16,6 +16,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
             "storage",
             "app",
             "grpc",
+            "http",
             "cli",
             "startup",
             "database",
@@ -29,6 +30,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         &[
             "app",
             "grpc",
+            "http",
             "cli",
             "startup",
             "database",
@@ -41,6 +43,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         "app",
         &[
             "grpc",
+            "http",
             "cli",
             "startup",
             "database",
@@ -49,8 +52,14 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
             "telemetry",
         ],
     ),
-    ("grpc", &["cli", "startup", "database", "config"]),
-    ("cli", &["grpc", "startup"]),
+    ("grpc", &["http", "cli", "startup", "database", "config"]),
+    // The HTTP face only transcodes into gRPC: it never calls the app or
+    // the database itself.
+    (
+        "http",
+        &["app", "storage", "cli", "startup", "database", "config"],
+    ),
+    ("cli", &["grpc", "http", "startup"]),
 ];
 
 /// The Rust files of module `name`: `src/name.rs` and everything under `src/name/`.
@@ -161,4 +170,14 @@ fn the_front_doors_do_use_the_app_layer() {
         });
         assert!(uses_app, "{module} never imports crate::app");
     }
+}
+
+#[test]
+fn the_http_face_goes_through_grpc() {
+    let imports: BTreeSet<String> = files_of("http")
+        .iter()
+        .flat_map(|f| crate_imports(&fs::read_to_string(f).expect("a readable source")))
+        .collect();
+    assert!(imports.contains("grpc"), "{imports:?}");
+    assert!(imports.contains("proto"), "{imports:?}");
 }

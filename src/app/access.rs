@@ -48,7 +48,7 @@ impl App {
         let Some(header) = authorization else {
             return Err(Error::refused(
                 Reason::MissingApiKey,
-                "No API key: send gRPC metadata `authorization: Bearer <key>`.",
+                "No API key: send `authorization: Bearer <key>` (a gRPC metadata entry or HTTP header).",
             ));
         };
         let key = std::str::from_utf8(header)

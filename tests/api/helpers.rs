@@ -33,6 +33,8 @@ struct TestArgs {
 pub(crate) struct TestApp {
     /// A connected channel.
     pub(crate) channel: Channel,
+    /// The listener's address (gRPC, gRPC-Web and REST).
+    pub(crate) addr: SocketAddr,
     /// The server's database, for setting up and checking rows.
     pub(crate) store: Arc<dyn Store>,
     stop: Option<oneshot::Sender<()>>,
@@ -122,6 +124,7 @@ pub(crate) async fn spawn_app(url: &str, extra: &[&str]) -> TestApp {
         .expect("the test's own connection");
     TestApp {
         channel: connect(addr).await,
+        addr,
         store,
         stop: Some(stop),
         handle: Some(handle),

@@ -13,6 +13,7 @@ mod process;
 
 mod foundation;
 mod helpers;
+mod http;
 mod outage;
 mod scope;
 mod values;
