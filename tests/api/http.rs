@@ -959,3 +959,223 @@ async fn health_probes_and_the_openapi_document_are_served() {
     }
     app.stop().await;
 }
+
+/// A `google.protobuf.Value` of a JSON value.
+fn to_value(json: &Json) -> prost_types::Value {
+    use prost_types::value::Kind;
+    let kind = match json {
+        Json::Null => Kind::NullValue(0),
+        Json::Bool(b) => Kind::BoolValue(*b),
+        Json::Number(n) => Kind::NumberValue(n.as_f64().expect("finite")),
+        Json::String(s) => Kind::StringValue(s.clone()),
+        Json::Array(items) => Kind::ListValue(prost_types::ListValue {
+            values: items.iter().map(to_value).collect(),
+        }),
+        Json::Object(map) => Kind::StructValue(prost_types::Struct {
+            fields: map.iter().map(|(k, v)| (k.clone(), to_value(v))).collect(),
+        }),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
+/// A JSON value of a `google.protobuf.Value`, numbers as doubles.
+fn to_json(value: &prost_types::Value) -> Json {
+    use prost_types::value::Kind;
+    match &value.kind {
+        None | Some(Kind::NullValue(_)) => Json::Null,
+        Some(Kind::BoolValue(b)) => Json::Bool(*b),
+        Some(Kind::NumberValue(n)) => json!(n),
+        Some(Kind::StringValue(s)) => Json::String(s.clone()),
+        Some(Kind::ListValue(l)) => Json::Array(l.values.iter().map(to_json).collect()),
+        Some(Kind::StructValue(s)) => Json::Object(
+            s.fields
+                .iter()
+                .map(|(k, v)| (k.clone(), to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// `json` with every number as a double, so that `42` and `42.0` compare equal.
+fn doubles(json: &Json) -> Json {
+    match json {
+        Json::Number(n) => json!(n.as_f64()),
+        Json::Array(items) => Json::Array(items.iter().map(doubles).collect()),
+        Json::Object(map) => {
+            Json::Object(map.iter().map(|(k, v)| (k.clone(), doubles(v))).collect())
+        }
+        other => other.clone(),
+    }
+}
+
+/// Values of every shape: the interesting strings of each type, numbers,
+/// booleans, null, and lists and objects of them.
+fn any_json() -> impl proptest::strategy::Strategy<Value = Json> {
+    use proptest::prelude::*;
+    let words = prop::sample::select(vec![
+        " teacher ",
+        "TEACHER",
+        "student",
+        "nurse",
+        "",
+        "  ",
+        "math",
+        " Science",
+        "art",
+        "2024-02-29",
+        "2024-02-30",
+        "2024-01-01T23:30:00+02:00",
+        "2024-01-01T10:00:00.5Z",
+        "12",
+        " 7 ",
+        "1e3",
+        "-0",
+        "NaN",
+        "Infinity",
+        "0x10",
+        "true",
+        "FALSE",
+        "1",
+        "0",
+        "abcdef",
+        "é",
+        "É",
+        "a\u{0}b",
+    ]);
+    let leaf = prop_oneof![
+        Just(Json::Null),
+        any::<bool>().prop_map(Json::from),
+        (-200i64..200).prop_map(Json::from),
+        (-1e6f64..1e6).prop_map(|f| json!(f)),
+        prop::num::f64::NORMAL.prop_map(|f| json!(f)),
+        words.prop_map(Json::from),
+        "[a-zA-Z0-9 ]{0,8}".prop_map(Json::from),
+    ];
+    leaf.prop_recursive(2, 8, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Json::Array),
+            prop::collection::btree_map("[a-z]{1,2}", inner, 0..2)
+                .prop_map(|m| Json::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+#[test]
+fn rest_and_grpc_store_the_same_value_or_refuse_with_the_same_reason() {
+    use proptest::{prelude::*, test_runner::TestRunner};
+    use tonic_types::StatusExt;
+    use vevee_attributes::proto::v1 as pb;
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let db = TestDb::sqlite();
+    let (app, keys) = runtime.block_on(async {
+        let app = spawn_app(&db.url, &[]).await;
+        let keys = app.workspace().await;
+        (app, keys)
+    });
+    let [rest, _] = Rest::both(&app);
+    let attributes = [
+        ("text", "TEXT", json!({"text": {"maxLength": 5}})),
+        (
+            "text_cut",
+            "TEXT",
+            json!({"text": {"maxLength": 5, "truncate": true}}),
+        ),
+        ("number", "NUMBER", json!({"number": {}})),
+        (
+            "seats",
+            "NUMBER",
+            json!({"number": {"min": 0, "max": 100, "integer": true}}),
+        ),
+        ("flag", "BOOLEAN", json!({"boolean": {}})),
+        ("day", "DATE", json!({"date": {}})),
+        ("moment", "DATE", json!({"date": {"includeTime": true}})),
+        (
+            "persona",
+            "SINGLE_CHOICE",
+            json!({"singleChoice": {"options": ["teacher", "student"]}}),
+        ),
+        (
+            "persona_any",
+            "SINGLE_CHOICE",
+            json!({"singleChoice": {"options": ["teacher"], "allowCustom": true}}),
+        ),
+        (
+            "topics",
+            "MULTI_CHOICE",
+            json!({"multiChoice": {"options": ["math", "science", "art"], "maxItems": 2}}),
+        ),
+        (
+            "tags",
+            "MULTI_CHOICE",
+            json!({"multiChoice": {"options": ["math"], "allowCustom": true}}),
+        ),
+    ];
+    runtime.block_on(async {
+        for (key, kind, config) in &attributes {
+            rest.ok(
+                Method::POST,
+                "/api/v1/attributes/definitions",
+                &keys.sk_live,
+                json!({"key": key, "type": format!("ATTRIBUTE_TYPE_{kind}"), "config": config}),
+            )
+            .await;
+        }
+    });
+    let keys_of: Vec<&str> = attributes.iter().map(|(k, _, _)| *k).collect();
+    let grpc = app.attributes();
+    let n = std::sync::atomic::AtomicU32::new(0);
+    let mut runner = TestRunner::new(proptest::test_runner::Config {
+        cases: 400,
+        ..Default::default()
+    });
+    runner
+        .run(
+            &(prop::sample::select(keys_of), any_json()),
+            |(attribute, value)| {
+                let n = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let (via_grpc, via_rest) = runtime.block_on(async {
+                    let via_grpc = grpc
+                        .clone()
+                        .set_attribute(crate::helpers::authed(
+                            &keys.sk_live,
+                            pb::SetAttributeRequest {
+                                distinct_id: format!("g{n}"),
+                                attribute: attribute.to_owned(),
+                                value: Some(to_value(&value)),
+                            },
+                        ))
+                        .await;
+                    let via_rest = rest
+                        .call(
+                            Method::POST,
+                            "/api/v1/attributes/values",
+                            &keys.sk_live,
+                            json!({"distinctId": format!("r{n}"), "attribute": attribute, "value": value}),
+                        )
+                        .await;
+                    (via_grpc, via_rest)
+                });
+                match via_grpc {
+                    Ok(stored) => {
+                        prop_assert_eq!(via_rest.status, StatusCode::OK, "{}", via_rest.text);
+                        let stored = to_json(stored.get_ref().value.as_ref().unwrap());
+                        prop_assert_eq!(doubles(&stored), doubles(&via_rest.json["value"]));
+                    }
+                    Err(status) => {
+                        let reason = status.get_details_error_info().unwrap().reason;
+                        let code = status.code() as i32;
+                        prop_assert_eq!(
+                            &via_rest.detail("type.googleapis.com/google.rpc.ErrorInfo")["reason"],
+                            &json!(reason)
+                        );
+                        prop_assert_eq!(&via_rest.json["code"], &json!(code));
+                        prop_assert!(via_rest.status.is_client_error(), "{}", via_rest.status);
+                    }
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+    runtime.block_on(app.stop());
+}

@@ -92,6 +92,13 @@ async fn api_status(app: &TestApp) -> ServingStatus {
         .unwrap_or(ServingStatus::Unknown)
 }
 
+/// The HTTP status of a GET of `path`.
+async fn probe(app: &TestApp, path: &str) -> u16 {
+    reqwest::get(format!("http://{}{path}", app.addr))
+        .await
+        .map_or(0, |r| r.status().as_u16())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_is_unavailable_and_not_serving_until_it_recovers() {
     let Some(db) = TestDb::postgres("a_database_outage_is_unavailable_and_not_serving").await
@@ -131,6 +138,12 @@ async fn a_database_outage_is_unavailable_and_not_serving_until_it_recovers() {
     })
     .await;
     assert!(not_serving, "health reports the outage");
+    assert_eq!(
+        probe(&app, "/readyz").await,
+        503,
+        "readiness is the database's"
+    );
+    assert_eq!(probe(&app, "/healthz").await, 200, "liveness is not");
     let overall = HealthClient::new(app.channel.clone())
         .check(HealthCheckRequest {
             service: String::new(),
@@ -158,6 +171,7 @@ async fn a_database_outage_is_unavailable_and_not_serving_until_it_recovers() {
     })
     .await;
     assert!(serving, "health recovers");
+    assert_eq!(probe(&app, "/readyz").await, 200);
     app.stop().await;
     proxy.cut().await;
     db.finish().await;
