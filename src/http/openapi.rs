@@ -247,11 +247,18 @@ impl Schemas {
                 }
                 properties.insert(field.json_name().to_owned(), schema);
             }
-            let schema = json!({
+            let mut schema = json!({
                 "type": "object",
                 "description": comment(&file, message.path()).unwrap_or_default(),
                 "properties": properties,
             });
+            // A message that is one oneof (AttributeConfig) takes one member.
+            let mut oneofs = message.oneofs().filter(|o| !o.is_synthetic());
+            if let (Some(only), None) = (oneofs.next(), oneofs.next())
+                && only.fields().len() == message.fields().len()
+            {
+                schema["maxProperties"] = json!(1);
+            }
             self.done.insert(name.clone(), schema);
         }
         json!({"$ref": format!("#/components/schemas/{name}")})

@@ -244,12 +244,20 @@ impl RouteTable {
             return Match::NotFound;
         };
         let raw: Vec<&str> = rest.split('/').collect();
+        let matching: Vec<(&Route, Bound<'_, '_>)> = self
+            .routes
+            .iter()
+            .filter_map(|r| r.template.matches(&raw).map(|bound| (r, bound)))
+            .collect();
+        // `/definitions/k:archive` is the archive route's path, not a GET of
+        // key `k:archive`: where a verb matches, only verb routes count.
+        let verb = matching.iter().any(|(r, _)| r.template.verb.is_some());
         let mut best: Option<(&Route, Bound<'_, '_>)> = None;
         let mut allowed = Vec::new();
-        for route in &self.routes {
-            let Some(bound) = route.template.matches(&raw) else {
+        for (route, bound) in matching {
+            if verb && route.template.verb.is_none() {
                 continue;
-            };
+            }
             if route.method != *method {
                 if !allowed.contains(&route.method) {
                     allowed.push(route.method.clone());
@@ -398,6 +406,10 @@ mod tests {
         assert_eq!(
             found(Method::PUT, "/api/v1/attributes/definitions/k"),
             "405 [GET, PATCH]"
+        );
+        assert_eq!(
+            found(Method::GET, "/api/v1/attributes/definitions/k:archive"),
+            "405 [POST]"
         );
         assert_eq!(found(Method::GET, "/api/v1/nothing"), "404");
         assert_eq!(found(Method::GET, "/"), "404");
