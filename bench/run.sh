@@ -8,7 +8,7 @@
 # the server on a fresh database, declares a0..a9 and seeds the persons, runs
 # every RPC at each concurrency, samples the server's RSS idle and under 1,000
 # concurrent streams, and (PostgreSQL) compares 10 thousand with 1 million
-# persons. It ends by printing a markdown report, also written to
+# persons; SetAttribute and GetAttributes also over the REST face. It ends by printing a markdown report, also written to
 # $BENCH_OUT/report.md next to the raw JSON lines (results.jsonl).
 #
 # Needs: cargo, a PostgreSQL superuser at $BENCH_PG_URL, psql and pgbench.
@@ -147,6 +147,13 @@ matrix() { # system
     done
   done
   load "$1" zipf set-attribute 64 --distribution zipf --zipf-exponent 1.0
+  # The REST face on the same server, right after its gRPC figures: the same
+  # calls as JSON over HTTP/1.1 keep-alive, one connection per client.
+  for rpc in set-attribute get-attributes; do
+    for c in $CONCURRENCY; do
+      load "$1" rest "$rpc" "$c" --protocol rest
+    done
+  done
 }
 
 rss_under_load() { # system

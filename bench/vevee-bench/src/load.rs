@@ -1,6 +1,8 @@
 //! `load`: one RPC kind at a fixed concurrency for a fixed time, over
 //! several HTTP/2 connections shared by the workers of each client thread
-//! (one single-threaded runtime per OS thread).
+//! (one single-threaded runtime per OS thread); or, with `--protocol rest`,
+//! the same calls on the REST face, one HTTP/1.1 keep-alive connection per
+//! worker (HTTP/1.1 has one request in flight per connection).
 
 use std::{
     cell::RefCell,
@@ -13,7 +15,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use bytes::Bytes;
 use clap::{Args, ValueEnum};
+use http_body_util::{BodyExt, Full};
 use prost_types::{Value, value::Kind};
 use serde_json::json;
 use tonic::{
@@ -66,6 +70,15 @@ impl Rpc {
     }
 }
 
+/// How the calls travel.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Protocol {
+    /// gRPC over HTTP/2.
+    Grpc,
+    /// The REST face: JSON over HTTP/1.1 keep-alive connections.
+    Rest,
+}
+
 /// Flags of `load`.
 #[derive(Args)]
 pub(crate) struct LoadArgs {
@@ -75,6 +88,10 @@ pub(crate) struct LoadArgs {
     /// The RPC to send.
     #[arg(long, value_enum)]
     rpc: Rpc,
+
+    /// gRPC, or its REST route (`--connections` is then the concurrency).
+    #[arg(long, value_enum, default_value = "grpc")]
+    protocol: Protocol,
 
     /// HTTP/2 connections; workers are spread over them round-robin.
     #[arg(long, default_value_t = 4)]
@@ -108,6 +125,8 @@ struct Prebuilt {
     values: Vec<Value>,
     /// Whole value maps SetAttributes rotates through.
     maps: Vec<HashMap<String, Value>>,
+    /// The same maps as JSON objects, for REST.
+    json_maps: Vec<String>,
     ids: Ids,
 }
 
@@ -134,12 +153,23 @@ impl Prebuilt {
                     .collect()
             })
             .collect();
+        let json_maps = (0..4)
+            .map(|round| {
+                let map: serde_json::Map<String, serde_json::Value> = attributes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| (a.clone(), json!(format!("s{round}-{i}"))))
+                    .collect();
+                serde_json::Value::Object(map).to_string()
+            })
+            .collect();
         Ok(Prebuilt {
             rpc,
             auth,
             attributes,
             values,
             maps,
+            json_maps,
             ids,
         })
     }
@@ -150,6 +180,124 @@ impl Prebuilt {
             request.metadata_mut().insert("authorization", auth.clone());
         }
         request
+    }
+}
+
+/// One REST connection: HTTP/1.1 keep-alive, a request at a time.
+struct RestClient {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    authority: String,
+}
+
+impl RestClient {
+    async fn connect(addr: &str) -> Result<Self, String> {
+        let authority = addr.trim_start_matches("http://").to_owned();
+        let stream = tokio::net::TcpStream::connect(&authority)
+            .await
+            .map_err(|e| format!("cannot connect to {authority}: {e}"))?;
+        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| format!("HTTP/1.1 handshake: {e}"))?;
+        tokio::task::spawn_local(connection);
+        Ok(RestClient { sender, authority })
+    }
+
+    /// Sends request number `n` of a worker, for person `id`; an error is
+    /// the gRPC code of grpc-gateway's error body.
+    async fn call(&mut self, p: &Prebuilt, id: usize, n: usize) -> Result<(), (i32, String)> {
+        let name = &p.ids.names[id];
+        let (method, path, body) = match p.rpc {
+            Rpc::SetAttribute => (
+                "POST",
+                "/api/v1/attributes/values".to_owned(),
+                format!(
+                    r#"{{"distinctId":"{name}","attribute":"{}","value":"v{}"}}"#,
+                    p.attributes[n % ATTRIBUTES],
+                    n % p.values.len()
+                ),
+            ),
+            Rpc::SetAttributes => (
+                "POST",
+                "/api/v1/attributes/values:batchSet".to_owned(),
+                format!(
+                    r#"{{"distinctId":"{name}","values":{}}}"#,
+                    p.json_maps[n % p.json_maps.len()]
+                ),
+            ),
+            Rpc::GetAttributes => (
+                "GET",
+                format!("/api/v1/persons/{name}/attributes"),
+                String::new(),
+            ),
+            Rpc::Health => ("GET", "/readyz".to_owned(), String::new()),
+        };
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &self.authority)
+            .header("content-type", "application/json");
+        if let Some(auth) = &p.auth {
+            request = request.header("authorization", auth.as_bytes());
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| (2, e.to_string()))?;
+        self.sender
+            .ready()
+            .await
+            .map_err(|e| (14, format!("connection: {e}")))?;
+        let response = self
+            .sender
+            .send_request(request)
+            .await
+            .map_err(|e| (14, format!("request: {e}")))?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| (14, format!("body: {e}")))?
+            .to_bytes();
+        if !status.is_success() {
+            let error: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let code = error["code"].as_i64().unwrap_or(2) as i32;
+            return Err((code, format!("HTTP {status}: {}", error["message"])));
+        }
+        if p.rpc == Rpc::GetAttributes {
+            // Cheaper than parsing: each value carries one updatedAt.
+            let values = body.windows(11).filter(|w| w == b"\"updatedAt\"").count();
+            if values != ATTRIBUTES {
+                return Err((
+                    9,
+                    format!(
+                        "{name} has {values} values, not {ATTRIBUTES}: is the population seeded?"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A worker's connection. (One per worker, built once: the size of the
+/// gRPC variant does not matter.)
+#[allow(clippy::large_enum_variant)]
+enum Client {
+    Grpc(Clients),
+    Rest(RestClient),
+}
+
+impl Client {
+    async fn call(&mut self, p: &Prebuilt, id: usize, n: usize) -> Result<(), (i32, String)> {
+        match self {
+            Client::Grpc(clients) => clients
+                .call(p, id, n)
+                .await
+                .map_err(|s| (s.code() as i32, s.message().to_owned())),
+            Client::Rest(rest) => rest.call(p, id, n).await,
+        }
     }
 }
 
@@ -250,7 +398,12 @@ pub(crate) fn load(args: LoadArgs) -> AnyResult<()> {
     if run.concurrency == 0 || args.connections == 0 || args.threads == 0 {
         return Err("--concurrency, --connections and --threads must be at least 1".into());
     }
-    let connections = args.connections.min(run.concurrency);
+    let rest = args.protocol == Protocol::Rest;
+    let connections = if rest {
+        run.concurrency
+    } else {
+        args.connections.min(run.concurrency)
+    };
     let threads = args.threads.min(connections);
     let ids = Ids::new(&args.population)?;
     let prebuilt = Arc::new(Prebuilt::new(args.rpc, args.target.key.as_deref(), ids)?);
@@ -283,6 +436,7 @@ pub(crate) fn load(args: LoadArgs) -> AnyResult<()> {
         let shared = shared.clone();
         let prebuilt = prebuilt.clone();
         let endpoint = endpoint.clone();
+        let rest_addr = rest.then(|| args.target.addr.clone());
         let timeout = run.request_timeout;
         handles.push(
             std::thread::Builder::new()
@@ -290,6 +444,7 @@ pub(crate) fn load(args: LoadArgs) -> AnyResult<()> {
                 .spawn(move || {
                     client_thread(
                         endpoint,
+                        rest_addr,
                         my_connections.len(),
                         my_workers,
                         prebuilt,
@@ -341,8 +496,10 @@ pub(crate) fn load(args: LoadArgs) -> AnyResult<()> {
 
 /// One client thread: a single-threaded runtime with its connections and
 /// workers. Returns its share of the statistics.
+#[allow(clippy::too_many_arguments)]
 fn client_thread(
     endpoint: Endpoint,
+    rest_addr: Option<String>,
     connections: usize,
     workers: Vec<(usize, usize)>,
     prebuilt: Arc<Prebuilt>,
@@ -365,13 +522,23 @@ fn client_thread(
     };
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
-        let mut channels = Vec::with_capacity(connections);
+        // gRPC connections are shared by workers (cloned); a REST one
+        // belongs to one worker (taken).
+        let mut channels: Vec<Option<Client>> = Vec::with_capacity(connections);
         let mut error = None;
         for _ in 0..connections {
-            match endpoint.connect().await {
-                Ok(channel) => channels.push(Clients::new(channel)),
+            let client = match &rest_addr {
+                Some(addr) => RestClient::connect(addr).await.map(Client::Rest),
+                None => endpoint
+                    .connect()
+                    .await
+                    .map(|c| Client::Grpc(Clients::new(c)))
+                    .map_err(|e| format!("cannot connect to {}: {e:?}", endpoint.uri())),
+            };
+            match client {
+                Ok(client) => channels.push(Some(client)),
                 Err(err) => {
-                    error = Some(format!("cannot connect to {}: {err:?}", endpoint.uri()));
+                    error = Some(err);
                     break;
                 }
             }
@@ -396,7 +563,12 @@ fn client_thread(
         let stats = Rc::new(RefCell::new(Stats::new()));
         let mut tasks = Vec::with_capacity(workers.len());
         for (worker, connection) in workers {
-            let mut clients = channels[connection].clone();
+            let mut clients = match &channels[connection] {
+                Some(Client::Grpc(clients)) => Client::Grpc(clients.clone()),
+                _ => channels[connection]
+                    .take()
+                    .ok_or("one REST connection per worker")?,
+            };
             let prebuilt = prebuilt.clone();
             let stats = stats.clone();
             let mut rng = worker_rng(seed, worker);
@@ -419,9 +591,7 @@ fn client_thread(
                     let mut stats = stats.borrow_mut();
                     match result {
                         Ok(Ok(())) => stats.ok(finished.duration_since(started).as_nanos() as u64),
-                        Ok(Err(status)) => {
-                            stats.error(status.code() as i32, || status.message().to_owned())
-                        }
+                        Ok(Err((code, message))) => stats.error(code, || message),
                         Err(_) => stats
                             .error(CLIENT_TIMEOUT, || format!("no response within {timeout:?}")),
                     }

@@ -244,6 +244,8 @@ pub(crate) fn report(args: ReportArgs) -> AnyResult<()> {
         }
     }
 
+    rest_section(&results, &mut out);
+
     // Zipf.
     let zipf: Vec<&Json> = results
         .0
@@ -474,4 +476,82 @@ pub(crate) fn report(args: ReportArgs) -> AnyResult<()> {
     }
     print!("{out}");
     Ok(())
+}
+
+/// The REST face beside gRPC, run for run in the same server, and the
+/// targets of the HTTP face issue (PostgreSQL, 64 concurrent, ≥ 0.7x).
+fn rest_section(results: &Results, out: &mut String) {
+    let rpcs = [
+        ("set-attribute", "SetAttribute"),
+        ("get-attributes", "GetAttributes (10 values)"),
+    ];
+    let mut header = false;
+    for (system, title) in [("postgres", "PostgreSQL"), ("sqlite", "SQLite")] {
+        let concs = results.concurrencies(&[("system", system), ("suite", "rest")]);
+        if concs.is_empty() {
+            continue;
+        }
+        if !header {
+            let _ = writeln!(
+                out,
+                "### REST (JSON over HTTP/1.1 keep-alive, one connection per client) vs gRPC\n"
+            );
+            let _ = writeln!(
+                out,
+                "| system | RPC | conc. | REST req/s | p50 ms | p99 ms | errors | gRPC req/s | × gRPC |"
+            );
+            let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---|---:|---:|");
+            header = true;
+        }
+        for (rpc, rpc_title) in rpcs {
+            for &c in &concs {
+                let Some(r) = results.find_at(
+                    &[("system", system), ("suite", "rest"), ("workload", rpc)],
+                    c,
+                ) else {
+                    continue;
+                };
+                let grpc = results
+                    .find_at(
+                        &[("system", system), ("suite", "matrix"), ("workload", rpc)],
+                        c,
+                    )
+                    .map(rps)
+                    .unwrap_or(0.0);
+                let _ = writeln!(
+                    out,
+                    "| {title} | {rpc_title} | {c} | {} | {} | {} | {} | {} | {} |",
+                    fmt_rps(rps(r)),
+                    fmt_ms(lat(r, "p50")),
+                    fmt_ms(lat(r, "p99")),
+                    fmt_errors(r),
+                    fmt_rps(grpc),
+                    ratio(rps(r), grpc),
+                );
+            }
+        }
+    }
+    if !header {
+        return;
+    }
+    out.push('\n');
+    for (rpc, name) in rpcs {
+        let at = |suite| {
+            results
+                .find_at(
+                    &[("system", "postgres"), ("suite", suite), ("workload", rpc)],
+                    64,
+                )
+                .map(rps)
+        };
+        if let (Some(rest), Some(grpc)) = (at("rest"), at("matrix")) {
+            let _ = writeln!(
+                out,
+                "- Target: REST {name} at 64 concurrent on PostgreSQL ≥ 0.7x gRPC: {} ({}).",
+                ratio(rest, grpc),
+                verdict(rest >= 0.7 * grpc)
+            );
+        }
+    }
+    out.push('\n');
 }
