@@ -103,7 +103,7 @@ describe('retries', () => {
         // 200 ms doubled per retry, each between half and all of it.
         const bounds = [[100, 200], [200, 400], [400, 800]];
         gaps.forEach((gap, i) => {
-          assert.ok(gap >= bounds[i][0] - 5 && gap <= bounds[i][1] + 150, `wait ${i + 1} was ${gap} ms`);
+          assert.ok(gap >= bounds[i][0] - 5 && gap <= bounds[i][1] + 300, `wait ${i + 1} was ${gap} ms`);
         });
       },
     ));
@@ -132,7 +132,7 @@ describe('retries', () => {
         const vevee = createVevee({ apiKey: 'pk_test_x', host: stub.url });
         assert.deepEqual(await vevee.analytics.setAttribute(args), stored);
         const gap = stub.requests[1].at - stub.requests[0].at;
-        assert.ok(gap >= 990 && gap < 1500, `waited ${gap} ms for Retry-After: 1`);
+        assert.ok(gap >= 990 && gap < 2000, `waited ${gap} ms for Retry-After: 1`);
       },
     ));
 
@@ -210,7 +210,7 @@ describe('timeouts', () => {
           return true;
         });
         const took = Date.now() - start;
-        assert.ok(took >= 290 && took < 1000, `took ${took} ms`);
+        assert.ok(took >= 290 && took < 1500, `took ${took} ms`);
         assert.equal(stub.requests.length, 1, 'a timed-out attempt is not retried: the deadline is spent');
       },
     ));
@@ -223,7 +223,7 @@ describe('timeouts', () => {
         const start = Date.now();
         await assert.rejects(vevee.analytics.setAttribute(args), { code: 'timeout' });
         const took = Date.now() - start;
-        assert.ok(took >= 590 && took < 1200, `took ${took} ms`);
+        assert.ok(took >= 590 && took < 1700, `took ${took} ms`);
         assert.equal(stub.requests.length, 2);
       },
     ));
