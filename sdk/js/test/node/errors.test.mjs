@@ -120,11 +120,12 @@ describe('errors from the real server', () => {
     });
 
     it('person_not_found / 404: reading or clearing an unknown person', async () => {
-      for (const p of [
-        secret.analytics.getAttributes({ distinctId: 'nobody' }),
-        secret.analytics.clearAttribute({ distinctId: 'nobody', attribute: 'persona' }),
+      // Thunks, so that no call rejects before it is awaited.
+      for (const call of [
+        () => secret.analytics.getAttributes({ distinctId: 'nobody' }),
+        () => secret.analytics.clearAttribute({ distinctId: 'nobody', attribute: 'persona' }),
       ]) {
-        const e = await refusal(p);
+        const e = await refusal(call());
         assert.equal(e.code, 'person_not_found');
         assert.equal(e.status, 404);
       }
@@ -132,11 +133,11 @@ describe('errors from the real server', () => {
 
     it('attribute_not_defined / 400 also for a getAttributes filter and a clear of an undeclared key', async () => {
       await secret.analytics.setAttribute({ distinctId: 'known', attribute: 'persona', value: 'teacher' });
-      for (const p of [
-        secret.analytics.getAttributes({ distinctId: 'known', attributes: ['nope'] }),
-        secret.analytics.clearAttribute({ distinctId: 'known', attribute: 'nope' }),
+      for (const call of [
+        () => secret.analytics.getAttributes({ distinctId: 'known', attributes: ['nope'] }),
+        () => secret.analytics.clearAttribute({ distinctId: 'known', attribute: 'nope' }),
       ]) {
-        const e = await refusal(p);
+        const e = await refusal(call());
         assert.equal(e.code, 'attribute_not_defined');
         assert.equal(e.status, 400);
       }
