@@ -31,6 +31,9 @@ npx --no-install tsc --strict --noEmit -p tsconfig.json
 step "build (tsc -> dist/)"
 npm run --silent build
 
+step "the declarations as a user's TypeScript sees them (test/types/usage.ts)"
+npm run --silent typecheck:usage
+
 step "node --test: the SDK against $VEVEE_BIN, and stub servers"
 node --test test/node/
 
