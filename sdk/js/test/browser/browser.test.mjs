@@ -58,7 +58,7 @@ describe('the SDK in headless chromium, from a page on another origin', () => {
     page = await browser.newPage({ viewport: { width: 1100, height: 420 } });
     page.on('console', (m) => m.type() === 'error' && console.log(`[page] ${m.text()}`));
     page.on('request', (r) => r.url().startsWith(api.url) && apiRequests.push(r));
-    const q = new URLSearchParams({ api: api.url, key: api.keys.pk_live, user: distinctId });
+    const q = new URLSearchParams({ api: api.url, key: api.keys.pk_live, user: distinctId, identity: 'ab'.repeat(32) });
     await page.goto(`${pages.url}/index.html?${q}`);
     await page.waitForFunction(() => window.ready === true);
   });
@@ -109,6 +109,17 @@ describe('the SDK in headless chromium, from a page on another origin', () => {
       stored.attributes.map((a) => [a.attribute, a.value]),
       [['persona', 'teacher'], ['topics', ['history', 'math']]],
     );
+  });
+
+  it('an identity signature goes as x-vevee-identity, which the CORS preflight allows', async () => {
+    const outcome = await page.evaluate(() => window.steps.identity('flag on'));
+    assert.equal(outcome.resolved?.value, 'student', JSON.stringify(outcome));
+    const withIdentity = [];
+    for (const r of apiRequests) {
+      const h = await r.allHeaders();
+      if (h['x-vevee-identity']) withIdentity.push(h['x-vevee-identity']);
+    }
+    assert.deepEqual(withIdentity, ['ab'.repeat(32)]);
   });
 
   it('a secret key in the page throws at createVevee, pointing to the public key', async () => {

@@ -70,6 +70,14 @@ window.steps = {
     step(when + ": setAttribute topics ['history', 'math', 'cooking']", () =>
       vevee.analytics.setAttribute({ distinctId: user.id, attribute: 'topics', value: ['history', 'math', 'cooking'] }),
     ),
+  identity: (when) =>
+    step(when + ': setAttribute with identity (x-vevee-identity header)', () =>
+      createVevee({ apiKey, host, identity: params.get('identity') }).analytics.setAttribute({
+        distinctId: user.id,
+        attribute: 'persona',
+        value: 'Student',
+      }),
+    ),
   secretKey: (when) =>
     step(when + ': createVevee with a secret key', async () => createVevee({ apiKey: 'sk_live_' + 'x'.repeat(38), host })),
 };
