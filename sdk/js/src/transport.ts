@@ -76,8 +76,9 @@ export async function call<T>(config: TransportConfig, spec: CallSpec): Promise<
   const body = spec.body === undefined ? undefined : JSON.stringify(spec.body);
 
   for (let attempt = 0; ; attempt++) {
-    const error = await attemptOnce<T>(config, spec, url, headers, body, deadline);
-    if (!(error instanceof VeveeError)) return error.value;
+    const outcome = await attemptOnce<T>(config, spec, url, headers, body, deadline);
+    if (!(outcome instanceof VeveeError)) return outcome.value;
+    const error = outcome;
     if (attempt >= config.retries || !shouldRetry(error)) throw error;
     const wait = error.retryAfterMs ?? backoffMs(attempt);
     // A wait that ends past the deadline can't help: give the caller the
