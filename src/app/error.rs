@@ -12,8 +12,9 @@ pub enum Error {
     /// A failure the client can act on; its reason decides the code.
     #[error(transparent)]
     Refused(#[from] domain::Error),
-    /// A batch write with failing values: every failure with its attribute
-    /// key, in key order (the first decides the code).
+    /// A batch write with failing values: every failure with the request
+    /// field it concerns (`values.<key>`, `updates[<i>]`), in request order
+    /// (the first decides the code).
     #[error("{} of the values failed", .0.len())]
     Batch(Vec<(String, domain::Error)>),
     /// A defect or a broken database: logged in full, shown to clients as a
@@ -26,6 +27,22 @@ impl Error {
     /// The refusal of `reason` with `message`, naming no attribute.
     pub(crate) fn refused(reason: Reason, message: impl Into<String>) -> Self {
         Error::Refused(domain::Error::new(reason, message))
+    }
+}
+
+impl Error {
+    /// The error of an update's storage call: a refusal names each failing
+    /// update by its position in the request (`updates[<i>]`).
+    pub(crate) fn from_update(err: storage::Error) -> Self {
+        match err {
+            storage::Error::Refused(failures) => Error::Batch(
+                failures
+                    .into_iter()
+                    .map(|(i, e)| (format!("updates[{i}]"), e))
+                    .collect(),
+            ),
+            other => other.into(),
+        }
     }
 }
 

@@ -9,8 +9,10 @@ use prost_types::Value;
 
 use super::{App, Error, Principal};
 use crate::domain::{
-    self, AttributeDefinition, AttributeKey, DistinctId, PersonId, Reason, StoredValue,
+    self, Applied, AttributeDefinition, AttributeKey, DistinctId, Etag, Operation, PersonId,
+    Reason, StoredValue,
 };
+use crate::storage::{Decision, IfEtag, PersonUpdate, ValueChange};
 
 /// Most values one batch write may carry (CONTRACT.md section 2).
 pub const MAX_VALUES_PER_BATCH: usize = 100;
@@ -53,6 +55,40 @@ pub struct Cleared {
     pub attribute: AttributeKey,
     /// Whether there was a value to clear.
     pub cleared: bool,
+}
+
+/// One update of an UpdateAttributes request, as the client sent it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttributeUpdate {
+    /// The attribute key named.
+    pub attribute: String,
+    /// The operation.
+    pub operation: Operation,
+    /// The precondition: only if the stored etag is this (`""`: only if no
+    /// value is stored).
+    pub if_etag: Option<String>,
+}
+
+/// What one update did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpdateResult {
+    /// The attribute, as declared.
+    pub attribute: AttributeKey,
+    /// The value stored now (JSON as stored); `None` when none is.
+    pub value: Option<serde_json::Value>,
+    /// Whether the update changed the value.
+    pub applied: bool,
+    /// The etag of the value stored now; `None` when none is.
+    pub etag: Option<Etag>,
+}
+
+/// What an UpdateAttributes did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpdatedAttributes {
+    /// The person; `None` when they don't exist (nothing was written).
+    pub person_id: Option<PersonId>,
+    /// One result per update, in request order.
+    pub results: Vec<UpdateResult>,
 }
 
 fn not_defined(key: &AttributeKey) -> domain::Error {
@@ -124,7 +160,7 @@ impl App {
             match self.coerce(who, key, Some(value)).await {
                 Ok(ok) => stored.push(ok),
                 Err(Error::Refused(error)) => {
-                    failures.push((key.clone(), error.with_attribute(key.clone())));
+                    failures.push((format!("values.{key}"), error.with_attribute(key.clone())));
                 }
                 Err(other) => return Err(other),
             }
@@ -175,6 +211,107 @@ impl App {
             .values()
             .write_values(who.workspace, who.mode, distinct_id.as_str(), &rows)
             .await?)
+    }
+
+    /// Applies `updates` to the person of `distinct_id`, all or nothing, each
+    /// decided against the value stored at the moment of the write (or, with
+    /// `validate_only`, checked and answered without writing anything).
+    /// Failures name their update's position (`updates[<i>]`) in
+    /// [`Error::Batch`], in request order.
+    pub async fn update_values(
+        &self,
+        who: Principal,
+        distinct_id: &str,
+        updates: Vec<AttributeUpdate>,
+        validate_only: bool,
+    ) -> Result<UpdatedAttributes, Error> {
+        let count = updates.len();
+        if count == 0 || count > MAX_VALUES_PER_BATCH {
+            return Err(Error::refused(
+                Reason::TooManyValues,
+                format!(
+                    "UpdateAttributes takes 1 to {MAX_VALUES_PER_BATCH} updates and got {count}; \
+                     split larger updates into several calls."
+                ),
+            ));
+        }
+        let distinct_id = DistinctId::parse(distinct_id)?;
+        let mut changes = Vec::with_capacity(count);
+        let mut keys: Vec<AttributeKey> = Vec::with_capacity(count);
+        let mut failures = Vec::new();
+        for (i, update) in updates.into_iter().enumerate() {
+            let field = format!("updates[{i}]");
+            let definition = match self.declared(who, &update.attribute).await {
+                Ok(definition) => definition,
+                Err(Error::Refused(e)) => {
+                    failures.push((field, e.with_attribute(update.attribute)));
+                    continue;
+                }
+                Err(other) => return Err(other),
+            };
+            let key = definition.key().clone();
+            if let Some(first) = keys.iter().position(|k| *k == key) {
+                failures.push((
+                    field,
+                    domain::Error::new(
+                        Reason::AttributeOperationInvalid,
+                        format!(
+                            "updates[{first}] and updates[{i}] both update \"{key}\"; send one \
+                             update per attribute."
+                        ),
+                    )
+                    .with_attribute(key.as_str()),
+                ));
+                continue;
+            }
+            keys.push(key.clone());
+            match definition.change(&update.operation) {
+                Ok(change) => changes.push(ValueChange {
+                    key: key.to_string(),
+                    if_etag: update.if_etag.map(|etag| match etag.as_str() {
+                        "" => IfEtag::Absent,
+                        _ => IfEtag::Is(etag),
+                    }),
+                    decide: Arc::new(move |stored| {
+                        Ok(match change.apply(stored)? {
+                            Applied::Write(value) => Decision::Write(value.to_json()),
+                            Applied::Delete => Decision::Delete,
+                            Applied::Keep => Decision::Keep,
+                        })
+                    }),
+                }),
+                Err(e) => failures.push((field, e)),
+            }
+        }
+        if !failures.is_empty() {
+            return Err(Error::Batch(failures));
+        }
+        let update = PersonUpdate {
+            workspace: who.workspace,
+            mode: who.mode,
+            distinct_id: distinct_id.as_str().to_owned(),
+            changes,
+        };
+        let store = self.values();
+        let updated = if validate_only {
+            store.preview_update(update).await
+        } else {
+            store.update_values(update).await
+        }
+        .map_err(Error::from_update)?;
+        Ok(UpdatedAttributes {
+            person_id: updated.person_id,
+            results: keys
+                .into_iter()
+                .zip(updated.changes)
+                .map(|(attribute, outcome)| UpdateResult {
+                    attribute,
+                    value: outcome.value,
+                    applied: outcome.applied,
+                    etag: outcome.etag,
+                })
+                .collect(),
+        })
     }
 
     /// The values of the person of `distinct_id` (only `filter`'s, when it

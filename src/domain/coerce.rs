@@ -67,6 +67,53 @@ pub(crate) fn coerce_named(
     Ok(StoredValue::new(repr))
 }
 
+/// The elements a `remove` names, trimmed and in their caseless form: a
+/// scalar counts as a list of one, as for writes. Elements need not be
+/// options: removing what isn't there is not an error. Null, objects and
+/// nested lists are `attribute_value_invalid`.
+pub(crate) fn folded_elements(
+    value: Option<&prost_types::Value>,
+    name: &str,
+) -> Result<HashSet<String>, Error> {
+    let items: Vec<Option<&prost_types::Value>> = match shape(value) {
+        Shape::List(items) => items.iter().map(Some).collect(),
+        Shape::Scalar(_) => vec![value],
+        Shape::Null => {
+            return Err(Error::invalid_value(format!(
+                "remove needs the elements to take out of {}: a string or a list of strings.",
+                quote(name)
+            )));
+        }
+        Shape::Struct => {
+            return Err(Error::invalid_value(format!(
+                "remove takes a string or a list of strings for {}, not an object.",
+                quote(name)
+            )));
+        }
+    };
+    let mut folded = HashSet::with_capacity(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        match shape(item) {
+            Shape::Scalar(Scalar::Number(n)) if !n.is_finite() => {
+                return Err(Error::invalid_value(format!(
+                    "The element at index {index} of the remove of {} is a number that is not                      finite; send strings.",
+                    quote(name)
+                )));
+            }
+            Shape::Scalar(scalar) => {
+                folded.insert(fold(scalar.text().trim()));
+            }
+            _ => {
+                return Err(Error::invalid_value(format!(
+                    "The element at index {index} of the remove of {} is not a string, number or                      bool; send strings.",
+                    quote(name)
+                )));
+            }
+        }
+    }
+    Ok(folded)
+}
+
 /// A scalar of client input.
 #[derive(Debug, Clone, Copy)]
 enum Scalar<'a> {

@@ -96,19 +96,27 @@ impl AttributeDefinition {
     /// looked at, since no value could help. Errors name the attribute, in
     /// the message and in [`Error::attribute`].
     pub fn coerce(&self, value: Option<&prost_types::Value>) -> Result<StoredValue, Error> {
+        self.writable()?;
         let key = self.key.as_str();
-        if self.archived {
-            return Err(Error::new(
-                Reason::AttributeArchived,
-                format!(
-                    "The attribute {} is archived and takes no new values; unarchive it to \
-                     write to it again (its values can still be cleared).",
-                    quote(key)
-                ),
-            )
-            .with_attribute(key));
-        }
         coerce_named(&self.config, value, Some(key)).map_err(|e| e.with_attribute(key))
+    }
+
+    /// `attribute_archived` when the attribute is archived: it takes no new
+    /// values (only clears).
+    pub(crate) fn writable(&self) -> Result<(), Error> {
+        if !self.archived {
+            return Ok(());
+        }
+        let key = self.key.as_str();
+        Err(Error::new(
+            Reason::AttributeArchived,
+            format!(
+                "The attribute {} is archived and takes no new values; unarchive it to \
+                 write to it again (its values can still be cleared).",
+                quote(key)
+            ),
+        )
+        .with_attribute(key))
     }
 
     /// The key.

@@ -9,6 +9,8 @@
 //! - `definition`: [`AttributeDefinition`], its limits and updates.
 //! - `value`: [`StoredValue`], what is stored and returned.
 //! - `coerce` (with `date` and `text` helpers): client input to [`StoredValue`].
+//! - `update`: the update operations ([`Operation`]) and what each does to
+//!   a stored value ([`Change`], [`Applied`]).
 
 mod coerce;
 mod config;
@@ -19,6 +21,7 @@ mod error;
 mod ids;
 mod key;
 mod text;
+mod update;
 mod value;
 
 pub use coerce::coerce;
@@ -29,6 +32,7 @@ pub use config::{
 pub use definition::AttributeDefinition;
 pub use distinct_id::DistinctId;
 pub use error::{Error, Reason};
-pub use ids::{ApiKeyId, KeyKind, Mode, PersonId, WorkspaceId};
+pub use ids::{ApiKeyId, Etag, KeyKind, Mode, PersonId, WorkspaceId};
 pub use key::AttributeKey;
+pub use update::{Applied, Change, Operation};
 pub use value::StoredValue;

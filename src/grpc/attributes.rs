@@ -69,6 +69,35 @@ impl AttributesService for Attributes {
         }))
     }
 
+    async fn update_attributes(
+        &self,
+        request: Request<pb::UpdateAttributesRequest>,
+    ) -> Result<Response<pb::UpdateAttributesResponse>, Status> {
+        let who = principal(&request)?;
+        let request = request.into_inner();
+        let updates = convert::updates(request.updates)?;
+        let updated = self
+            .app
+            .update_values(who, &request.distinct_id, updates, false)
+            .await?;
+        Ok(Response::new(pb::UpdateAttributesResponse {
+            person_id: updated
+                .person_id
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
+            results: updated
+                .results
+                .into_iter()
+                .map(|r| pb::AttributeUpdateResult {
+                    attribute: r.attribute.to_string(),
+                    value: r.value.as_ref().map(convert::json_to_value),
+                    applied: r.applied,
+                    etag: r.etag.map(|e| e.to_string()).unwrap_or_default(),
+                })
+                .collect(),
+        }))
+    }
+
     async fn get_attributes(
         &self,
         request: Request<pb::GetAttributesRequest>,

@@ -30,8 +30,10 @@ mod admin;
 mod coalesce;
 mod postgres;
 mod sqlite;
+mod update;
 
 pub use coalesce::{Coalescing, Lanes};
+pub use update::{ChangeOutcome, Decide, Decision, IfEtag, PersonUpdate, Updated, ValueChange};
 
 /// The result of every storage operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -252,6 +254,11 @@ pub enum Error {
     /// it; the message never contains a password.
     #[error("invalid database configuration: {0}")]
     Config(String),
+    /// An update refused against the stored values: each failing change's
+    /// index with its error (a failed `if_etag`, an increment out of range),
+    /// in order. Nothing of the update was written.
+    #[error("{} of the changes were refused", .0.len())]
+    Refused(Vec<(usize, crate::domain::Error)>),
     /// Anything else: a bug or a broken database. Becomes `INTERNAL`; the
     /// details are for logs, never for clients.
     #[error("unexpected storage error: {0}")]
@@ -506,6 +513,29 @@ pub trait ValueStore: Send + Sync + 'static {
         keys: Option<&[String]>,
         include_archived: bool,
     ) -> Result<Option<PersonValues>>;
+
+    /// Applies one person's changes, each decided against the value stored
+    /// at the moment of the write, all or nothing: a refused change (see
+    /// [`Error::Refused`]) writes nothing and creates no person. A person is
+    /// created only when a change writes a value. Concurrent updates of one
+    /// value never lose each other.
+    async fn update_values(&self, update: PersonUpdate) -> Result<Updated> {
+        self.update_batch(vec![update])
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(Error::Unexpected("an update batch lost its update".into())))
+    }
+
+    /// Several persons' updates in one commit (group commit), each all or
+    /// nothing on its own, in order: a later update of the same value sees
+    /// the earlier one's result. The outer error means the whole batch
+    /// failed (an outage) and nothing of it was written.
+    async fn update_batch(&self, updates: Vec<PersonUpdate>) -> Result<Vec<Result<Updated>>>;
+
+    /// What [`ValueStore::update_values`] would do now, writing nothing
+    /// (validate_only): the outcomes as if applied, and the person only if
+    /// they exist.
+    async fn preview_update(&self, update: PersonUpdate) -> Result<Updated>;
 
     /// Removes one value (archived or not); `None` if the person does not
     /// exist. The person stays even when their last value goes.

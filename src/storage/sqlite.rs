@@ -22,10 +22,12 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use crate::{
-    domain::{Mode, PersonId, WorkspaceId},
+    domain::{Etag, Mode, PersonId, WorkspaceId},
     storage::{
-        Cleared, Error, PersonValues, PersonWrite, Result, SqliteSynchronous, StoreOptions,
-        ValueRow, ValueStore, admin, collect_values, detached, last_value_per_key, now,
+        Cleared, Error, PersonUpdate, PersonValues, PersonWrite, Result, SqliteSynchronous,
+        StoreOptions, Updated, ValueRow, ValueStore, admin, collect_values, detached,
+        last_value_per_key, now,
+        update::{self, Owner, Plan, Snapshot},
     },
 };
 
@@ -124,10 +126,11 @@ async fn write_person(
     for (key, value) in last_value_per_key(&write.values) {
         sqlx::query(
             "INSERT INTO attribute_values \
-                 (workspace_id, person_id, attribute_key, value, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5) \
+                 (workspace_id, person_id, attribute_key, value, updated_at, etag) \
+             VALUES (?1, ?2, ?3, ?4, ?5, randomblob(16)) \
              ON CONFLICT (workspace_id, person_id, attribute_key) \
-             DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+             DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at, \
+                           etag = excluded.etag",
         )
         .bind(write.workspace)
         .bind(person)
@@ -192,14 +195,16 @@ async fn write_all_at_once(
     .execute(&mut *tx)
     .await?;
     sqlx::query(
-        "INSERT INTO attribute_values (workspace_id, person_id, attribute_key, value, updated_at) \
-         SELECT p.workspace_id, p.person_id, j.value ->> 3, j.value ->> 4, ?2 \
+        "INSERT INTO attribute_values \
+             (workspace_id, person_id, attribute_key, value, updated_at, etag) \
+         SELECT p.workspace_id, p.person_id, j.value ->> 3, j.value ->> 4, ?2, randomblob(16) \
          FROM json_each(?1) AS j \
          JOIN persons p ON p.workspace_id = unhex(j.value ->> 0) AND p.mode = j.value ->> 1 \
                        AND p.distinct_id = j.value ->> 2 \
          WHERE true \
          ON CONFLICT (workspace_id, person_id, attribute_key) \
-         DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+         DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at, \
+                       etag = excluded.etag",
     )
     .bind(Value::from(values).to_string())
     .bind(updated_at)
@@ -222,6 +227,109 @@ async fn write_all_at_once(
     ids.into_iter()
         .map(|p| p.ok_or_else(|| Error::Unexpected("a batch write found no person".into())))
         .collect()
+}
+
+/// Reads what a batch of updates needs: each update's person, and their
+/// stored values under the keys the batch changes. Inside the writer's
+/// transaction nobody else writes, so what is read stays true until commit.
+async fn read_snapshot(
+    conn: &mut sqlx::SqliteConnection,
+    updates: &[PersonUpdate],
+) -> Result<Snapshot> {
+    let mut found: HashMap<(WorkspaceId, Mode, &str), Option<PersonId>> = HashMap::new();
+    let mut persons = Vec::with_capacity(updates.len());
+    for u in updates {
+        let who = (u.workspace, u.mode, u.distinct_id.as_str());
+        let person = match found.get(&who) {
+            Some(person) => *person,
+            None => {
+                let person = sqlx::query_scalar(
+                    "SELECT person_id FROM persons \
+                     WHERE workspace_id = ?1 AND mode = ?2 AND distinct_id = ?3",
+                )
+                .bind(u.workspace)
+                .bind(u.mode.as_str())
+                .bind(&u.distinct_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+                found.insert(who, person);
+                person
+            }
+        };
+        persons.push(person);
+    }
+    let mut values = HashMap::new();
+    for (ws, person, key) in update::keys_of(updates, &persons) {
+        let row: Option<(Value, Etag)> = sqlx::query_as(
+            "SELECT value, etag FROM attribute_values \
+             WHERE workspace_id = ?1 AND person_id = ?2 AND attribute_key = ?3",
+        )
+        .bind(ws)
+        .bind(person)
+        .bind(&key)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(stored) = row {
+            values.insert((person, key), stored);
+        }
+    }
+    Ok(Snapshot { persons, values })
+}
+
+/// Writes a planned batch inside the writer's transaction.
+async fn write_plan(conn: &mut sqlx::SqliteConnection, plan: &Plan) -> Result<()> {
+    let updated_at = now();
+    for person in &plan.new_persons {
+        sqlx::query(
+            "INSERT INTO persons (workspace_id, mode, distinct_id, person_id, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(person.workspace)
+        .bind(person.mode.as_str())
+        .bind(&person.distinct_id)
+        .bind(person.person_id)
+        .bind(updated_at)
+        .execute(&mut *conn)
+        .await?;
+    }
+    for row in &plan.rows {
+        let person = match row.owner {
+            Owner::Known(id) => id,
+            Owner::New(i) => plan.new_persons[i].person_id,
+        };
+        match &row.new {
+            Some((value, etag)) => {
+                sqlx::query(
+                    "INSERT INTO attribute_values \
+                         (workspace_id, person_id, attribute_key, value, updated_at, etag) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                     ON CONFLICT (workspace_id, person_id, attribute_key) \
+                     DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at, \
+                                   etag = excluded.etag",
+                )
+                .bind(row.workspace)
+                .bind(person)
+                .bind(&row.key)
+                .bind(value)
+                .bind(updated_at)
+                .bind(etag)
+                .execute(&mut *conn)
+                .await?;
+            }
+            None => {
+                sqlx::query(
+                    "DELETE FROM attribute_values \
+                     WHERE workspace_id = ?1 AND person_id = ?2 AND attribute_key = ?3",
+                )
+                .bind(row.workspace)
+                .bind(person)
+                .bind(&row.key)
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// SQLite's primary result codes that mean the file is out of reach or the
@@ -350,6 +458,34 @@ impl ValueStore for SqliteStore {
                 .fetch_all(&reader)
                 .await?;
             Ok(collect_values(rows))
+        })
+        .await
+    }
+
+    #[instrument(level = "debug", skip_all, fields(updates = updates.len()))]
+    async fn update_batch(&self, updates: Vec<PersonUpdate>) -> Result<Vec<Result<Updated>>> {
+        let writer = self.writer.clone();
+        detached(async move {
+            // The write lock from BEGIN IMMEDIATE on: the values read are the
+            // values written over, in every process sharing the file.
+            let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+            let snapshot = read_snapshot(&mut tx, &updates).await?;
+            let plan = update::plan(&updates, snapshot);
+            write_plan(&mut tx, &plan).await?;
+            tx.commit().await?;
+            Ok(plan.results)
+        })
+        .await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn preview_update(&self, update: PersonUpdate) -> Result<Updated> {
+        let reader = self.reader.clone();
+        detached(async move {
+            let mut conn = reader.acquire().await?;
+            let updates = [update];
+            let snapshot = read_snapshot(&mut conn, &updates).await?;
+            update::preview(&updates, snapshot)
         })
         .await
     }

@@ -15,4 +15,5 @@ mod foundation;
 mod helpers;
 mod outage;
 mod scope;
+mod updates;
 mod values;
