@@ -12,7 +12,7 @@ use crate::domain::{
     self, Applied, AttributeDefinition, AttributeKey, DistinctId, Etag, Operation, PersonId,
     Reason, StoredValue,
 };
-use crate::storage::{Decision, IfEtag, PersonUpdate, ValueChange};
+use crate::storage::{self, Decide, Decision, IfEtag, PersonUpdate, ValueChange};
 
 /// Most values one batch write may carry (CONTRACT.md section 2).
 pub const MAX_VALUES_PER_BATCH: usize = 100;
@@ -20,8 +20,9 @@ pub const MAX_VALUES_PER_BATCH: usize = 100;
 /// What a write stored: the person and each value as stored, by key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Written {
-    /// The person written to (created by this write if new).
-    pub person_id: PersonId,
+    /// The person written to (created by this write if new); `None` only
+    /// for a dry run of a person that does not exist yet.
+    pub person_id: Option<PersonId>,
     /// Each attribute and the value stored, in key order.
     pub values: Vec<(AttributeKey, StoredValue)>,
 }
@@ -29,8 +30,9 @@ pub struct Written {
 /// What a single-value write stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WrittenValue {
-    /// The person written to (created by this write if new).
-    pub person_id: PersonId,
+    /// The person written to (created by this write if new); `None` only
+    /// for a dry run of a person that does not exist yet.
+    pub person_id: Option<PersonId>,
     /// The attribute, as declared.
     pub attribute: AttributeKey,
     /// The value as stored.
@@ -135,11 +137,13 @@ impl App {
     /// Writes `values`, each coerced to its stored form, to the person of
     /// `distinct_id` (created if new), all or nothing: any failing value
     /// fails the write, which names every failure by key in [`Error::Batch`].
+    /// With `validate_only`, checks everything and writes nothing.
     pub async fn set_values(
         &self,
         who: Principal,
         distinct_id: &str,
         mut values: Vec<(String, Value)>,
+        validate_only: bool,
     ) -> Result<Written, Error> {
         let count = values.len();
         if count == 0 || count > MAX_VALUES_PER_BATCH {
@@ -168,7 +172,9 @@ impl App {
         if !failures.is_empty() {
             return Err(Error::Batch(failures));
         }
-        let person_id = self.write(who, &distinct_id, &stored).await?;
+        let person_id = self
+            .write(who, &distinct_id, &stored, validate_only)
+            .await?;
         Ok(Written {
             person_id,
             values: stored,
@@ -183,11 +189,17 @@ impl App {
         distinct_id: &str,
         key: &str,
         value: Option<&Value>,
+        validate_only: bool,
     ) -> Result<WrittenValue, Error> {
         let distinct_id = DistinctId::parse(distinct_id)?;
         let stored = self.coerce(who, key, value).await?;
         let person_id = self
-            .write(who, &distinct_id, std::slice::from_ref(&stored))
+            .write(
+                who,
+                &distinct_id,
+                std::slice::from_ref(&stored),
+                validate_only,
+            )
             .await?;
         let (attribute, value) = stored;
         Ok(WrittenValue {
@@ -197,20 +209,61 @@ impl App {
         })
     }
 
+    /// Writes coerced values; a dry run only finds the person, if any.
     async fn write(
         &self,
         who: Principal,
         distinct_id: &DistinctId,
         values: &[(AttributeKey, StoredValue)],
-    ) -> Result<PersonId, Error> {
+        validate_only: bool,
+    ) -> Result<Option<PersonId>, Error> {
         let rows: Vec<_> = values
             .iter()
             .map(|(key, value)| (key.to_string(), value.to_json()))
             .collect();
-        Ok(self
-            .values()
-            .write_values(who.workspace, who.mode, distinct_id.as_str(), &rows)
-            .await?)
+        if validate_only {
+            let changes = rows
+                .into_iter()
+                .map(|(key, value)| {
+                    let write = Decision::Write(value);
+                    let decide: Decide = Arc::new(move |_| Ok(write.clone()));
+                    (key, decide)
+                })
+                .collect();
+            return Ok(self.preview(who, distinct_id, changes).await?.person_id);
+        }
+        Ok(Some(
+            self.values()
+                .write_values(who.workspace, who.mode, distinct_id.as_str(), &rows)
+                .await?,
+        ))
+    }
+
+    /// What `changes` would do to the person of `distinct_id` now, writing
+    /// nothing.
+    async fn preview(
+        &self,
+        who: Principal,
+        distinct_id: &DistinctId,
+        changes: Vec<(String, Decide)>,
+    ) -> Result<storage::Updated, Error> {
+        let update = PersonUpdate {
+            workspace: who.workspace,
+            mode: who.mode,
+            distinct_id: distinct_id.as_str().to_owned(),
+            changes: changes
+                .into_iter()
+                .map(|(key, decide)| ValueChange {
+                    key,
+                    if_etag: None,
+                    decide,
+                })
+                .collect(),
+        };
+        self.values()
+            .preview_update(update)
+            .await
+            .map_err(Error::from_update)
     }
 
     /// Applies `updates` to the person of `distinct_id`, all or nothing, each
@@ -352,15 +405,36 @@ impl App {
     }
 
     /// Clears one value of the person of `distinct_id`. Archived attributes
-    /// can be cleared too: data can always be removed.
+    /// can be cleared too: data can always be removed. With `validate_only`,
+    /// says whether there is a value to clear and removes nothing.
     pub async fn clear_value(
         &self,
         who: Principal,
         distinct_id: &str,
         key: &str,
+        validate_only: bool,
     ) -> Result<Cleared, Error> {
         let distinct_id = DistinctId::parse(distinct_id)?;
         let attribute = self.declared(who, key).await?.key().clone();
+        if validate_only {
+            let decide: Decide = Arc::new(|stored| {
+                Ok(match stored {
+                    Some(_) => Decision::Delete,
+                    None => Decision::Keep,
+                })
+            });
+            let preview = self
+                .preview(who, &distinct_id, vec![(attribute.to_string(), decide)])
+                .await?;
+            let person_id = preview
+                .person_id
+                .ok_or_else(|| person_not_found(&distinct_id))?;
+            return Ok(Cleared {
+                person_id,
+                attribute,
+                cleared: preview.changes.iter().any(|c| c.applied),
+            });
+        }
         let cleared = self
             .values()
             .clear_value(

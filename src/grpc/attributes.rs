@@ -5,6 +5,7 @@ use tonic::{Request, Response, Status};
 use super::{auth::principal, convert};
 use crate::{
     app::App,
+    domain::PersonId,
     proto::v1::{self as pb, attributes_service_server::AttributesService},
 };
 
@@ -36,10 +37,11 @@ impl AttributesService for Attributes {
                 &request.distinct_id,
                 &request.attribute,
                 request.value.as_ref(),
+                request.validate_only,
             )
             .await?;
         Ok(Response::new(pb::SetAttributeResponse {
-            person_id: written.person_id.to_string(),
+            person_id: person_id(written.person_id),
             attribute: written.attribute.to_string(),
             value: Some(written.value.to_proto_value()),
         }))
@@ -57,10 +59,11 @@ impl AttributesService for Attributes {
                 who,
                 &request.distinct_id,
                 request.values.into_iter().collect(),
+                request.validate_only,
             )
             .await?;
         Ok(Response::new(pb::SetAttributesResponse {
-            person_id: written.person_id.to_string(),
+            person_id: person_id(written.person_id),
             values: written
                 .values
                 .into_iter()
@@ -78,13 +81,10 @@ impl AttributesService for Attributes {
         let updates = convert::updates(request.updates)?;
         let updated = self
             .app
-            .update_values(who, &request.distinct_id, updates, false)
+            .update_values(who, &request.distinct_id, updates, request.validate_only)
             .await?;
         Ok(Response::new(pb::UpdateAttributesResponse {
-            person_id: updated
-                .person_id
-                .map(|id| id.to_string())
-                .unwrap_or_default(),
+            person_id: person_id(updated.person_id),
             results: updated
                 .results
                 .into_iter()
@@ -135,7 +135,12 @@ impl AttributesService for Attributes {
         let request = request.into_inner();
         let cleared = self
             .app
-            .clear_value(who, &request.distinct_id, &request.attribute)
+            .clear_value(
+                who,
+                &request.distinct_id,
+                &request.attribute,
+                request.validate_only,
+            )
             .await?;
         Ok(Response::new(pb::ClearAttributeResponse {
             person_id: cleared.person_id.to_string(),
@@ -143,4 +148,10 @@ impl AttributesService for Attributes {
             cleared: cleared.cleared,
         }))
     }
+}
+
+/// A person_id as responses carry it: empty when there is no person (a dry
+/// run of a person that does not exist yet).
+fn person_id(id: Option<PersonId>) -> String {
+    id.map(|id| id.to_string()).unwrap_or_default()
 }

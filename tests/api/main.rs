@@ -6,6 +6,7 @@
 mod common;
 
 mod definitions;
+mod dry_runs;
 mod durability;
 mod errors;
 #[path = "../common/process.rs"]

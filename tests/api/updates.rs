@@ -67,6 +67,7 @@ pub(crate) async fn update(
             pb::UpdateAttributesRequest {
                 distinct_id: distinct_id.into(),
                 updates,
+                ..Default::default()
             },
         ))
         .await
@@ -610,6 +611,7 @@ async fn concurrently(
             pb::UpdateAttributesRequest {
                 distinct_id: "hot".into(),
                 updates: vec![make(i)],
+                ..Default::default()
             },
         );
         calls.spawn(async move {

@@ -178,6 +178,7 @@ impl Clients {
                     distinct_id: distinct_id(),
                     attribute: p.attributes[n % ATTRIBUTES].clone(),
                     value: Some(p.values[n % p.values.len()].clone()),
+                    ..Default::default()
                 };
                 self.attributes.set_attribute(p.request(message)).await?;
             }
@@ -185,6 +186,7 @@ impl Clients {
                 let message = SetAttributesRequest {
                     distinct_id: distinct_id(),
                     values: p.maps[n % p.maps.len()].clone(),
+                    ..Default::default()
                 };
                 self.attributes.set_attributes(p.request(message)).await?;
             }

@@ -126,6 +126,7 @@ pub(crate) fn setup(args: SetupArgs) -> AnyResult<()> {
                     let mut request = Request::new(SetAttributesRequest {
                         distinct_id: format!("{prefix}{i}"),
                         values: values.clone(),
+                        ..Default::default()
                     });
                     request.metadata_mut().insert("authorization", auth.clone());
                     let result = tokio::time::timeout(
