@@ -125,7 +125,7 @@ async fn fifty_concurrent_first_writes_create_exactly_one_person(db: &TestDb) {
         .join_all()
         .await
         .into_iter()
-        .map(|written| written.expect("no write fails"))
+        .map(|written| written.expect("no write fails").person_id)
         .collect();
     assert_eq!(ids.len(), 1, "all 50 writes got the same person: {ids:?}");
     let found = person_of(store.as_ref(), ws, Mode::Live, "newcomer")
@@ -432,7 +432,8 @@ async fn clear_reports_whether_a_value_existed(db: &TestDb) {
             &values(&[("plan", json!("pro")), ("seats", json!(3))]),
         )
         .await
-        .unwrap();
+        .unwrap()
+        .person_id;
     let first = store
         .clear_value(ws, Mode::Live, "p", "plan")
         .await
@@ -905,7 +906,8 @@ async fn reads_filter_sort_and_return_values_as_written(db: &TestDb) {
     let person = store
         .write_values(ws, Mode::Live, "reader", &written)
         .await
-        .unwrap();
+        .unwrap()
+        .person_id;
 
     let mut sorted = written.clone();
     sorted.sort_by(|x, y| x.0.cmp(&y.0));
@@ -958,7 +960,8 @@ async fn reads_filter_sort_and_return_values_as_written(db: &TestDb) {
         )
         .await
         .unwrap();
-    assert_eq!(later, person);
+    assert_eq!(later.person_id, person);
+    assert_eq!(later.etags.len(), 1, "one value, so one etag: {later:?}");
     let reread = store
         .read_values(
             ws,
@@ -971,6 +974,11 @@ async fn reads_filter_sort_and_return_values_as_written(db: &TestDb) {
         .unwrap()
         .unwrap();
     assert_eq!(reread.values[0].value, json!(3));
+    assert_eq!(
+        reread.values[0].etag, later.etags[0].1,
+        "the etag as written"
+    );
+    assert_ne!(reread.values[0].etag, reread.values[1].etag);
     assert!(reread.values[0].updated_at >= reread.values[1].updated_at);
     assert_eq!(reread.values[1].value, json!(42));
 }
@@ -1100,7 +1108,7 @@ async fn a_batch_writing_one_person_twice_keeps_the_last_value(db: &TestDb) {
         ])
         .await
         .unwrap();
-    let ids: Vec<PersonId> = results.into_iter().map(Result::unwrap).collect();
+    let ids: Vec<PersonId> = results.into_iter().map(|r| r.unwrap().person_id).collect();
     assert_eq!(ids[0], ids[2], "one person");
     assert_ne!(ids[0], ids[1]);
     let read = store
@@ -1126,7 +1134,7 @@ async fn a_batch_writing_one_person_twice_keeps_the_last_value(db: &TestDb) {
         ])
         .await
         .unwrap();
-    assert_eq!(again[0].as_ref().unwrap(), &ids[0]);
+    assert_eq!(again[0].as_ref().unwrap().person_id, ids[0]);
     let read = store
         .read_values(ws, Mode::Live, "ada", Some(&["name".to_owned()]), false)
         .await
@@ -1175,7 +1183,7 @@ async fn coalesced_concurrent_writes_all_persist_with_their_own_results(db: &Tes
             .await
             .unwrap();
         if key == "n" {
-            let person = result.expect("a good write succeeds");
+            let person = result.expect("a good write succeeds").person_id;
             let stored = stored.expect("its person exists");
             assert_eq!(stored.person_id, person);
             assert_eq!(stored.values[0].value, json!(i));
@@ -1284,7 +1292,8 @@ async fn a_batch_on_another_replica_finds_existing_persons_and_creates_new_ones_
         let id = first
             .write_values(ws, Mode::Live, who, &values(&[("n", json!("a"))]))
             .await
-            .unwrap();
+            .unwrap()
+            .person_id;
         ids.push(id);
     }
     // A second store knows no person yet, like a replica just started.
@@ -1298,7 +1307,7 @@ async fn a_batch_on_another_replica_finds_existing_persons_and_creates_new_ones_
         ])
         .await
         .unwrap();
-    let results: Vec<PersonId> = results.into_iter().map(Result::unwrap).collect();
+    let results: Vec<PersonId> = results.into_iter().map(|r| r.unwrap().person_id).collect();
     assert_eq!(results[0], ids[0]);
     assert_eq!(results[2], ids[1]);
     assert_eq!(

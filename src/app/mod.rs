@@ -32,8 +32,8 @@ pub use definitions::{
 pub use error::Error;
 pub use settings::SettingsField;
 pub use values::{
-    AttributeUpdate, Cleared, MAX_VALUES_PER_BATCH, PersonAttributes, UpdateResult,
-    UpdatedAttributes, Written, WrittenValue,
+    AttributeUpdate, Cleared, MAX_VALUES_PER_BATCH, PersonAttributes, StoredAttribute,
+    UpdateResult, UpdatedAttributes, Written, WrittenValue,
 };
 pub use workspaces::{IssuedKey, create_workspace};
 

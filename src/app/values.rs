@@ -17,14 +17,25 @@ use crate::storage::{self, Decide, Decision, IfEtag, PersonUpdate, ValueChange};
 /// Most values one batch write may carry (CONTRACT.md section 2).
 pub const MAX_VALUES_PER_BATCH: usize = 100;
 
+/// One value a write stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredAttribute {
+    /// The attribute, as declared.
+    pub attribute: AttributeKey,
+    /// The value as stored.
+    pub value: StoredValue,
+    /// The value's new etag; `None` for a dry run, which writes nothing.
+    pub etag: Option<Etag>,
+}
+
 /// What a write stored: the person and each value as stored, by key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Written {
     /// The person written to (created by this write if new); `None` only
     /// for a dry run of a person that does not exist yet.
     pub person_id: Option<PersonId>,
-    /// Each attribute and the value stored, in key order.
-    pub values: Vec<(AttributeKey, StoredValue)>,
+    /// Each value stored, in key order.
+    pub values: Vec<StoredAttribute>,
 }
 
 /// What a single-value write stored.
@@ -33,10 +44,8 @@ pub struct WrittenValue {
     /// The person written to (created by this write if new); `None` only
     /// for a dry run of a person that does not exist yet.
     pub person_id: Option<PersonId>,
-    /// The attribute, as declared.
-    pub attribute: AttributeKey,
-    /// The value as stored.
-    pub value: StoredValue,
+    /// The value stored.
+    pub value: StoredAttribute,
 }
 
 /// A person's values as read, sorted by attribute key.
@@ -44,8 +53,8 @@ pub struct WrittenValue {
 pub struct PersonAttributes {
     /// The person.
     pub person_id: PersonId,
-    /// Each value as stored (JSON) and when it was written.
-    pub values: Vec<(String, serde_json::Value, DateTime<Utc>)>,
+    /// Each value as stored (JSON), when it was written and its etag.
+    pub values: Vec<(String, serde_json::Value, DateTime<Utc>, Etag)>,
 }
 
 /// The outcome of clearing a value.
@@ -172,13 +181,7 @@ impl App {
         if !failures.is_empty() {
             return Err(Error::Batch(failures));
         }
-        let person_id = self
-            .write(who, &distinct_id, &stored, validate_only)
-            .await?;
-        Ok(Written {
-            person_id,
-            values: stored,
-        })
+        self.write(who, &distinct_id, stored, validate_only).await
     }
 
     /// Writes one value (SetAttribute): as [`App::set_values`] with one
@@ -193,18 +196,15 @@ impl App {
     ) -> Result<WrittenValue, Error> {
         let distinct_id = DistinctId::parse(distinct_id)?;
         let stored = self.coerce(who, key, value).await?;
-        let person_id = self
-            .write(
-                who,
-                &distinct_id,
-                std::slice::from_ref(&stored),
-                validate_only,
-            )
+        let mut written = self
+            .write(who, &distinct_id, vec![stored], validate_only)
             .await?;
-        let (attribute, value) = stored;
+        let value = written
+            .values
+            .pop()
+            .ok_or_else(|| Error::Internal("a write of one value stored none".into()))?;
         Ok(WrittenValue {
-            person_id,
-            attribute,
+            person_id: written.person_id,
             value,
         })
     }
@@ -214,9 +214,9 @@ impl App {
         &self,
         who: Principal,
         distinct_id: &DistinctId,
-        values: &[(AttributeKey, StoredValue)],
+        values: Vec<(AttributeKey, StoredValue)>,
         validate_only: bool,
-    ) -> Result<Option<PersonId>, Error> {
+    ) -> Result<Written, Error> {
         let rows: Vec<_> = values
             .iter()
             .map(|(key, value)| (key.to_string(), value.to_json()))
@@ -230,13 +230,41 @@ impl App {
                     (key, decide)
                 })
                 .collect();
-            return Ok(self.preview(who, distinct_id, changes).await?.person_id);
+            let person_id = self.preview(who, distinct_id, changes).await?.person_id;
+            return Ok(Written {
+                person_id,
+                values: values
+                    .into_iter()
+                    .map(|(attribute, value)| StoredAttribute {
+                        attribute,
+                        value,
+                        etag: None,
+                    })
+                    .collect(),
+            });
         }
-        Ok(Some(
-            self.values()
-                .write_values(who.workspace, who.mode, distinct_id.as_str(), &rows)
-                .await?,
-        ))
+        let receipt = self
+            .values()
+            .write_values(who.workspace, who.mode, distinct_id.as_str(), &rows)
+            .await?;
+        let etag_of = |key: &AttributeKey| {
+            receipt
+                .etags
+                .iter()
+                .find(|(k, _)| k == key.as_str())
+                .map(|(_, etag)| *etag)
+        };
+        Ok(Written {
+            person_id: Some(receipt.person_id),
+            values: values
+                .into_iter()
+                .map(|(attribute, value)| StoredAttribute {
+                    etag: etag_of(&attribute),
+                    attribute,
+                    value,
+                })
+                .collect(),
+        })
     }
 
     /// What `changes` would do to the person of `distinct_id` now, writing
@@ -399,7 +427,7 @@ impl App {
             values: person
                 .values
                 .into_iter()
-                .map(|v| (v.key, v.value, v.updated_at))
+                .map(|v| (v.key, v.value, v.updated_at, v.etag))
                 .collect(),
         })
     }

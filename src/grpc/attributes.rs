@@ -5,7 +5,7 @@ use tonic::{Request, Response, Status};
 use super::{auth::principal, convert};
 use crate::{
     app::App,
-    domain::PersonId,
+    domain::{Etag, PersonId},
     proto::v1::{self as pb, attributes_service_server::AttributesService},
 };
 
@@ -42,8 +42,9 @@ impl AttributesService for Attributes {
             .await?;
         Ok(Response::new(pb::SetAttributeResponse {
             person_id: person_id(written.person_id),
-            attribute: written.attribute.to_string(),
-            value: Some(written.value.to_proto_value()),
+            attribute: written.value.attribute.to_string(),
+            value: Some(written.value.value.to_proto_value()),
+            etag: etag(written.value.etag),
         }))
     }
 
@@ -66,8 +67,13 @@ impl AttributesService for Attributes {
             person_id: person_id(written.person_id),
             values: written
                 .values
-                .into_iter()
-                .map(|(key, value)| (key.to_string(), value.to_proto_value()))
+                .iter()
+                .map(|v| (v.attribute.to_string(), v.value.to_proto_value()))
+                .collect(),
+            etags: written
+                .values
+                .iter()
+                .filter_map(|v| Some((v.attribute.to_string(), v.etag?.to_string())))
                 .collect(),
         }))
     }
@@ -92,7 +98,7 @@ impl AttributesService for Attributes {
                     attribute: r.attribute.to_string(),
                     value: r.value.as_ref().map(convert::json_to_value),
                     applied: r.applied,
-                    etag: r.etag.map(|e| e.to_string()).unwrap_or_default(),
+                    etag: etag(r.etag),
                 })
                 .collect(),
         }))
@@ -118,10 +124,11 @@ impl AttributesService for Attributes {
             attributes: person
                 .values
                 .into_iter()
-                .map(|(attribute, value, updated_at)| pb::AttributeValue {
+                .map(|(attribute, value, updated_at, tag)| pb::AttributeValue {
                     attribute,
                     value: Some(convert::json_to_value(&value)),
                     updated_at: Some(convert::timestamp(updated_at)),
+                    etag: tag.to_string(),
                 })
                 .collect(),
         }))
@@ -154,4 +161,9 @@ impl AttributesService for Attributes {
 /// run of a person that does not exist yet).
 fn person_id(id: Option<PersonId>) -> String {
     id.map(|id| id.to_string()).unwrap_or_default()
+}
+
+/// An etag as responses carry it: empty when there is none.
+fn etag(etag: Option<Etag>) -> String {
+    etag.map(|e| e.to_string()).unwrap_or_default()
 }

@@ -9,10 +9,10 @@ use serde_json::Value;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::{
-    domain::{Mode, PersonId, WorkspaceId},
+    domain::{Mode, WorkspaceId},
     storage::{
-        Cleared, Error, PersonRead, PersonUpdate, PersonValues, PersonWrite, Result, Updated,
-        ValueStore,
+        Cleared, Error, PersonRead, PersonUpdate, PersonValues, PersonWrite, Receipt, Result,
+        Updated, ValueStore,
     },
 };
 
@@ -20,7 +20,7 @@ use crate::{
 struct WriteJob {
     write: PersonWrite,
     /// Answered only after the commit holding the write is durable.
-    reply: oneshot::Sender<Result<PersonId>>,
+    reply: oneshot::Sender<Result<Receipt>>,
 }
 
 /// An update waiting for its commit.
@@ -203,7 +203,7 @@ impl ValueStore for Coalescing {
         mode: Mode,
         distinct_id: &str,
         values: &[(String, Value)],
-    ) -> Result<PersonId> {
+    ) -> Result<Receipt> {
         let write = PersonWrite {
             workspace: ws,
             mode,
@@ -213,7 +213,7 @@ impl ValueStore for Coalescing {
         ask(&self.writes, |reply| WriteJob { write, reply }).await
     }
 
-    async fn write_batch(&self, writes: Vec<PersonWrite>) -> Result<Vec<Result<PersonId>>> {
+    async fn write_batch(&self, writes: Vec<PersonWrite>) -> Result<Vec<Result<Receipt>>> {
         self.inner.write_batch(writes).await
     }
 

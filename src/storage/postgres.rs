@@ -22,8 +22,8 @@ use crate::{
     domain::{Etag, Mode, PersonId, WorkspaceId},
     storage::{
         BatchPersonRow, Cleared, Error, PersonRead, PersonUpdate, PersonValues, PersonWrite,
-        Result, StoreOptions, Updated, ValueStore, admin, answer_reads, detached,
-        last_value_per_key, now,
+        Receipt, Result, Stamped, StoreOptions, Updated, ValueStore, admin, answer_reads, detached,
+        now, stamp,
         update::{self, Owner, Plan, Snapshot},
     },
 };
@@ -152,12 +152,14 @@ impl ValueStore for PgStore {
         mode: Mode,
         distinct_id: &str,
         values: &[(String, Value)],
-    ) -> Result<PersonId> {
+    ) -> Result<Receipt> {
         let held = self.held.clone();
         let distinct_id = distinct_id.to_owned();
-        let (keys, values): (Vec<String>, Vec<Value>) =
-            last_value_per_key(values).into_iter().unzip();
-        detached(async move {
+        let stamped = stamp(values);
+        let keys: Vec<String> = stamped.iter().map(|(k, _, _)| k.clone()).collect();
+        let values: Vec<Value> = stamped.iter().map(|(_, v, _)| v.clone()).collect();
+        let etags: Vec<Etag> = stamped.iter().map(|(_, _, e)| *e).collect();
+        let person: PersonId = detached(async move {
             held.run(move |conn| {
                 Box::pin(async move {
                     // One statement, so all or nothing without a BEGIN.
@@ -182,8 +184,9 @@ impl ValueStore for PgStore {
                  ), written AS ( \
                      INSERT INTO attribute_values \
                          (workspace_id, person_id, attribute_key, value, updated_at, etag) \
-                     SELECT $1, person.person_id, v.key, v.value, $5, gen_random_uuid() \
-                     FROM person CROSS JOIN unnest($6::text[], $7::jsonb[]) AS v (key, value) \
+                     SELECT $1, person.person_id, v.key, v.value, $5, v.etag \
+                     FROM person \
+                     CROSS JOIN unnest($6::text[], $7::jsonb[], $8::uuid[]) AS v (key, value, etag) \
                      ON CONFLICT (workspace_id, person_id, attribute_key) \
                      DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at, \
                                    etag = EXCLUDED.etag \
@@ -197,24 +200,27 @@ impl ValueStore for PgStore {
                     .bind(now())
                     .bind(keys)
                     .bind(values)
+                    .bind(etags)
                     .fetch_one(conn)
                     .await
                 })
             })
             .await
         })
-        .await
+        .await?;
+        Ok(Receipt::new(person, &stamped))
     }
 
     #[instrument(level = "debug", skip_all, fields(writes = writes.len()))]
-    async fn write_batch(&self, writes: Vec<PersonWrite>) -> Result<Vec<Result<PersonId>>> {
+    async fn write_batch(&self, writes: Vec<PersonWrite>) -> Result<Vec<Result<Receipt>>> {
         let held = self.held.clone();
         let mut known = Vec::with_capacity(writes.len());
         for w in &writes {
             let key = (w.workspace, w.mode, w.distinct_id.clone());
             known.push(self.persons.get(&key));
         }
-        let batch = BatchArrays::new(&writes, &known);
+        let stamped: Vec<Vec<Stamped>> = writes.iter().map(|w| stamp(&w.values)).collect();
+        let batch = BatchArrays::new(&writes, &stamped, &known);
         let all = detached(async move { held.run(|conn| Box::pin(batch.write(conn))).await }).await;
         match all {
             Ok(ids) => {
@@ -224,7 +230,11 @@ impl ValueStore for PgStore {
                         self.persons.insert(key, *id);
                     }
                 }
-                Ok(ids.into_iter().map(Ok).collect())
+                Ok(ids
+                    .into_iter()
+                    .zip(&stamped)
+                    .map(|(id, stamped)| Ok(Receipt::new(id, stamped)))
+                    .collect())
             }
             Err(e @ Error::Unavailable(_)) => Err(e),
             // One statement is all or nothing; so that one bad write fails
@@ -291,7 +301,8 @@ impl ValueStore for PgStore {
                                  SELECT workspace_id, key FROM attribute_definitions \
                                  WHERE archived AND workspace_id = ANY ($2) \
                              ) \
-                             SELECT i.idx, p.person_id, v.keys, v.vals, v.times, v.archived \
+                             SELECT i.idx, p.person_id, v.keys, v.vals, v.times, v.etags, \
+                                    v.archived \
                              FROM unnest($1::int4[], $2::uuid[], $3::text[], $4::text[]) \
                                  AS i (idx, workspace_id, mode, distinct_id) \
                              JOIN persons p \
@@ -301,6 +312,7 @@ impl ValueStore for PgStore {
                                  SELECT array_agg(x.attribute_key) AS keys, \
                                         array_agg(x.value) AS vals, \
                                         array_agg(x.updated_at) AS times, \
+                                        array_agg(x.etag) AS etags, \
                                         array_agg(a.key IS NOT NULL) AS archived \
                                  FROM attribute_values x \
                                  LEFT JOIN archived a \
@@ -670,10 +682,11 @@ struct BatchArrays {
     value_idx: Vec<i32>,
     keys: Vec<String>,
     values: Vec<Value>,
+    etags: Vec<Etag>,
 }
 
 impl BatchArrays {
-    fn new(writes: &[PersonWrite], known: &[Option<PersonId>]) -> Self {
+    fn new(writes: &[PersonWrite], stamped: &[Vec<Stamped>], known: &[Option<PersonId>]) -> Self {
         let mut arrays = BatchArrays {
             idx: Vec::with_capacity(writes.len()),
             workspaces: Vec::with_capacity(writes.len()),
@@ -684,8 +697,9 @@ impl BatchArrays {
             value_idx: Vec::new(),
             keys: Vec::new(),
             values: Vec::new(),
+            etags: Vec::new(),
         };
-        for (i, (write, known)) in writes.iter().zip(known).enumerate() {
+        for (i, ((write, stamped), known)) in writes.iter().zip(stamped).zip(known).enumerate() {
             let i = i32::try_from(i).expect("batches are far smaller than 2^31");
             arrays.idx.push(i);
             arrays.workspaces.push(write.workspace);
@@ -695,10 +709,11 @@ impl BatchArrays {
             arrays
                 .person_ids
                 .push(known.unwrap_or_else(|| PersonId(Uuid::now_v7())));
-            for (key, value) in last_value_per_key(&write.values) {
+            for (key, value, etag) in stamped {
                 arrays.value_idx.push(i);
-                arrays.keys.push(key);
-                arrays.values.push(value);
+                arrays.keys.push(key.clone());
+                arrays.values.push(value.clone());
+                arrays.etags.push(*etag);
             }
         }
         arrays
@@ -754,8 +769,9 @@ impl BatchArrays {
                  INSERT INTO attribute_values \
                      (workspace_id, person_id, attribute_key, value, updated_at, etag) \
                  SELECT DISTINCT ON (r.workspace_id, r.person_id, v.key) \
-                        r.workspace_id, r.person_id, v.key, v.value, $7, gen_random_uuid() \
-                 FROM unnest($8::int4[], $9::text[], $10::jsonb[]) AS v (idx, key, value) \
+                        r.workspace_id, r.person_id, v.key, v.value, $7, v.etag \
+                 FROM unnest($8::int4[], $9::text[], $10::jsonb[], $11::uuid[]) \
+                     AS v (idx, key, value, etag) \
                  JOIN resolved r ON r.idx = v.idx \
                  ORDER BY r.workspace_id, r.person_id, v.key, v.idx DESC \
                  ON CONFLICT (workspace_id, person_id, attribute_key) \
@@ -774,6 +790,7 @@ impl BatchArrays {
         .bind(&self.value_idx)
         .bind(&self.keys)
         .bind(&self.values)
+        .bind(&self.etags)
         .fetch_all(conn)
         .await?;
         let mut persons = vec![None; self.idx.len()];

@@ -24,9 +24,9 @@ use uuid::Uuid;
 use crate::{
     domain::{Etag, Mode, PersonId, WorkspaceId},
     storage::{
-        Cleared, Error, PersonUpdate, PersonValues, PersonWrite, Result, SqliteSynchronous,
-        StoreOptions, Updated, ValueRow, ValueStore, admin, collect_values, detached,
-        last_value_per_key, now,
+        Cleared, Error, PersonUpdate, PersonValues, PersonWrite, Receipt, Result,
+        SqliteSynchronous, Stamped, StoreOptions, Updated, ValueRow, ValueStore, admin,
+        collect_values, detached, now, stamp,
         update::{self, Owner, Plan, Snapshot},
     },
 };
@@ -76,7 +76,7 @@ impl SqliteStore {
 /// unknown person. The archived filter is a NOT EXISTS probe per value:
 /// joining the definitions inside the LEFT JOIN made SQLite scan every value
 /// of every person (the test below checks the plan).
-const READ_VALUES: &str = "SELECT p.person_id, v.attribute_key, v.value, v.updated_at \
+const READ_VALUES: &str = "SELECT p.person_id, v.attribute_key, v.value, v.updated_at, v.etag \
                  FROM persons p \
                  LEFT JOIN attribute_values v \
                    ON v.workspace_id = p.workspace_id AND v.person_id = p.person_id \
@@ -94,6 +94,7 @@ const READ_VALUES: &str = "SELECT p.person_id, v.attribute_key, v.value, v.updat
 async fn write_person(
     tx: &mut sqlx::SqliteConnection,
     write: &PersonWrite,
+    stamped: &[Stamped],
     updated_at: chrono::DateTime<chrono::Utc>,
 ) -> Result<PersonId> {
     let existing = sqlx::query_scalar(
@@ -123,11 +124,11 @@ async fn write_person(
             person
         }
     };
-    for (key, value) in last_value_per_key(&write.values) {
+    for (key, value, etag) in stamped {
         sqlx::query(
             "INSERT INTO attribute_values \
                  (workspace_id, person_id, attribute_key, value, updated_at, etag) \
-             VALUES (?1, ?2, ?3, ?4, ?5, randomblob(16)) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
              ON CONFLICT (workspace_id, person_id, attribute_key) \
              DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at, \
                            etag = excluded.etag",
@@ -137,6 +138,7 @@ async fn write_person(
         .bind(key)
         .bind(value)
         .bind(updated_at)
+        .bind(etag)
         .execute(&mut *tx)
         .await?;
     }
@@ -151,6 +153,7 @@ async fn write_person(
 async fn write_all_at_once(
     tx: &mut sqlx::SqliteConnection,
     writes: &[PersonWrite],
+    stamped: &[Vec<Stamped>],
     updated_at: chrono::DateTime<chrono::Utc>,
 ) -> Result<Vec<PersonId>> {
     let hex = |id: Uuid| id.simple().to_string();
@@ -166,12 +169,12 @@ async fn write_all_at_once(
         })
         .collect();
     // The last value per person and key across the batch: later writes win.
-    let mut last: HashMap<(WorkspaceId, Mode, &str, String), Value> = HashMap::new();
+    let mut last: HashMap<(WorkspaceId, Mode, &str, &str), (&Value, Etag)> = HashMap::new();
     let mut order = Vec::new();
-    for w in writes {
-        for (key, value) in last_value_per_key(&w.values) {
-            let id = (w.workspace, w.mode, w.distinct_id.as_str(), key);
-            if last.insert(id.clone(), value).is_none() {
+    for (w, stamped) in writes.iter().zip(stamped) {
+        for (key, value, etag) in stamped {
+            let id = (w.workspace, w.mode, w.distinct_id.as_str(), key.as_str());
+            if last.insert(id, (value, *etag)).is_none() {
                 order.push(id);
             }
         }
@@ -179,8 +182,15 @@ async fn write_all_at_once(
     let values: Vec<Value> = order
         .into_iter()
         .map(|id| {
-            let value = last[&id].to_string();
-            serde_json::json!([hex(id.0.0), id.1.as_str(), id.2, id.3, value])
+            let (value, etag) = last[&id];
+            serde_json::json!([
+                hex(id.0.0),
+                id.1.as_str(),
+                id.2,
+                id.3,
+                value.to_string(),
+                hex(etag.0)
+            ])
         })
         .collect();
     let persons = Value::from(persons).to_string();
@@ -197,7 +207,8 @@ async fn write_all_at_once(
     sqlx::query(
         "INSERT INTO attribute_values \
              (workspace_id, person_id, attribute_key, value, updated_at, etag) \
-         SELECT p.workspace_id, p.person_id, j.value ->> 3, j.value ->> 4, ?2, randomblob(16) \
+         SELECT p.workspace_id, p.person_id, j.value ->> 3, j.value ->> 4, ?2, \
+                unhex(j.value ->> 5) \
          FROM json_each(?1) AS j \
          JOIN persons p ON p.workspace_id = unhex(j.value ->> 0) AND p.mode = j.value ->> 1 \
                        AND p.distinct_id = j.value ->> 2 \
@@ -375,7 +386,7 @@ impl ValueStore for SqliteStore {
         mode: Mode,
         distinct_id: &str,
         values: &[(String, Value)],
-    ) -> Result<PersonId> {
+    ) -> Result<Receipt> {
         let write = PersonWrite {
             workspace: ws,
             mode,
@@ -389,9 +400,10 @@ impl ValueStore for SqliteStore {
     }
 
     #[instrument(level = "debug", skip_all, fields(writes = writes.len()))]
-    async fn write_batch(&self, writes: Vec<PersonWrite>) -> Result<Vec<Result<PersonId>>> {
+    async fn write_batch(&self, writes: Vec<PersonWrite>) -> Result<Vec<Result<Receipt>>> {
         let writer = self.writer.clone();
         detached(async move {
+            let stamped: Vec<Vec<Stamped>> = writes.iter().map(|w| stamp(&w.values)).collect();
             // One transaction, so one fsync for the whole batch; a savepoint
             // per write, so a failing write is undone alone. Dropping the
             // transaction on an outage rolls everything back.
@@ -402,23 +414,27 @@ impl ValueStore for SqliteStore {
             // transaction is rolled back and the batch is written again one
             // savepoint per write, so the failure stays its write's own.
             let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-            match write_all_at_once(&mut tx, &writes, updated_at).await {
+            match write_all_at_once(&mut tx, &writes, &stamped, updated_at).await {
                 Ok(persons) => {
                     tx.commit().await?;
-                    return Ok(persons.into_iter().map(Ok).collect());
+                    return Ok(persons
+                        .into_iter()
+                        .zip(&stamped)
+                        .map(|(person, stamped)| Ok(Receipt::new(person, stamped)))
+                        .collect());
                 }
                 Err(e @ Error::Unavailable(_)) => return Err(e),
                 Err(_) => tx.rollback().await?,
             }
             let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
             let mut results = Vec::with_capacity(writes.len());
-            for write in &writes {
+            for (write, stamped) in writes.iter().zip(&stamped) {
                 sqlx::query("SAVEPOINT person_write")
                     .execute(&mut *tx)
                     .await?;
-                let result = match write_person(&mut tx, write, updated_at).await {
+                let result = match write_person(&mut tx, write, stamped, updated_at).await {
                     Err(e @ Error::Unavailable(_)) => return Err(e),
-                    other => other,
+                    other => other.map(|person| Receipt::new(person, stamped)),
                 };
                 let end = if result.is_ok() {
                     "RELEASE person_write"

@@ -9,6 +9,7 @@ mod definitions;
 mod dry_runs;
 mod durability;
 mod errors;
+mod etags;
 #[path = "../common/process.rs"]
 mod process;
 
