@@ -14,7 +14,8 @@ use vevee_attributes::{
     domain::{ApiKeyId, KeyKind, Mode, PersonId, WorkspaceId},
     storage::{
         self, Coalescing, DefinitionChanges, Error, Lanes, NewApiKey, NewDefinition, PersonRead,
-        PersonWrite, Settings, Store, StoreOptions, ValueStore,
+        PersonUpdate, PersonWrite, RequestKey, Settings, Store, StoreOptions, ValueChange,
+        ValueStore,
     },
 };
 
@@ -41,6 +42,10 @@ backend_tests! {
     coalesced_concurrent_writes_all_persist_with_their_own_results,
     a_batch_of_reads_answers_each_read_as_if_alone,
     a_batch_on_another_replica_finds_existing_persons_and_creates_new_ones_once,
+    updates_of_one_value_in_one_batch_build_on_each_other,
+    a_request_repeated_in_one_batch_is_in_progress_and_another_body_is_reused,
+    request_records_are_found_within_their_retention_and_forgotten_after,
+    a_request_repeated_while_the_first_is_in_flight_waits_or_is_in_progress,
 }
 
 /// A workspace with a `text` definition for each of `keys`.
@@ -1327,4 +1332,168 @@ async fn a_batch_on_another_replica_finds_existing_persons_and_creates_new_ones_
             .unwrap(),
         Some(results[1])
     );
+}
+
+/// An update of `key` that appends `suffix` to the stored text (or stores
+/// it when there is none), with the idempotency key `request`.
+fn append(ws: WorkspaceId, key: &str, suffix: &str, request: Option<RequestKey>) -> PersonUpdate {
+    let suffix = suffix.to_owned();
+    PersonUpdate {
+        workspace: ws,
+        mode: Mode::Live,
+        distinct_id: "p".into(),
+        changes: vec![ValueChange {
+            key: key.into(),
+            if_etag: None,
+            decide: Arc::new(move |stored| {
+                let before = stored.and_then(Value::as_str).unwrap_or_default();
+                Ok(storage::Decision::Write(json!(format!("{before}{suffix}"))))
+            }),
+        }],
+        request,
+    }
+}
+
+fn request(id: u128, fingerprint: u8) -> Option<RequestKey> {
+    Some(RequestKey {
+        id: uuid::Uuid::from_u128(id),
+        fingerprint: vec![fingerprint],
+    })
+}
+
+async fn updates_of_one_value_in_one_batch_build_on_each_other(db: &TestDb) {
+    let store = db.store().await;
+    let ws = workspace_with(&store, &["log"]).await;
+    let results = store
+        .update_batch(vec![
+            append(ws, "log", "a", None),
+            append(ws, "log", "b", None),
+            append(ws, "log", "c", None),
+        ])
+        .await
+        .unwrap();
+    let last = results.last().unwrap().as_ref().unwrap();
+    assert_eq!(last.changes[0].value, Some(json!("abc")));
+    let persons: HashSet<_> = results
+        .iter()
+        .map(|r| r.as_ref().unwrap().person_id)
+        .collect();
+    assert_eq!(persons.len(), 1, "one person created once");
+    let read = store
+        .read_values(ws, Mode::Live, "p", None, false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.values[0].value, json!("abc"));
+    assert_eq!(Some(read.values[0].etag), last.changes[0].etag);
+}
+
+async fn a_request_repeated_in_one_batch_is_in_progress_and_another_body_is_reused(db: &TestDb) {
+    let store = db.store().await;
+    let ws = workspace_with(&store, &["log"]).await;
+    let results = store
+        .update_batch(vec![
+            append(ws, "log", "a", request(1, 1)),
+            append(ws, "log", "a", request(1, 1)),
+            append(ws, "log", "b", request(1, 2)),
+        ])
+        .await
+        .unwrap();
+    assert!(results[0].is_ok(), "{results:?}");
+    assert!(
+        matches!(results[1], Err(Error::RequestInProgress)),
+        "{results:?}"
+    );
+    assert!(
+        matches!(results[2], Err(Error::RequestReused)),
+        "{results:?}"
+    );
+    // Once committed, a repeat is answered from the record.
+    let again = store
+        .update_values(append(ws, "log", "a", request(1, 1)))
+        .await
+        .unwrap();
+    assert_eq!(&again, results[0].as_ref().unwrap());
+    let read = store
+        .read_values(ws, Mode::Live, "p", None, false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.values[0].value, json!("a"), "applied once");
+}
+
+async fn request_records_are_found_within_their_retention_and_forgotten_after(db: &TestDb) {
+    let store = db.store().await;
+    let ws = workspace_with(&store, &["log"]).await;
+    let first = store
+        .update_values(append(ws, "log", "a", request(7, 9)))
+        .await
+        .unwrap();
+    let found = store
+        .find_request(ws, Mode::Live, uuid::Uuid::from_u128(7))
+        .await
+        .unwrap()
+        .expect("recorded");
+    assert_eq!((found.fingerprint, found.outcome), (vec![9], first));
+    assert_eq!(
+        store
+            .find_request(ws, Mode::Test, uuid::Uuid::from_u128(7))
+            .await
+            .unwrap(),
+        None,
+        "another mode has its own ids"
+    );
+    let past = chrono::Utc::now() - chrono::TimeDelta::hours(1);
+    assert_eq!(store.forget_requests(past).await.unwrap(), 0, "not expired");
+    let future = chrono::Utc::now() + chrono::TimeDelta::seconds(1);
+    assert_eq!(store.forget_requests(future).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .find_request(ws, Mode::Live, uuid::Uuid::from_u128(7))
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+async fn a_request_repeated_while_the_first_is_in_flight_waits_or_is_in_progress(db: &TestDb) {
+    let store = db.store().await;
+    let ws = workspace_with(&store, &["log"]).await;
+    // The first request decides slowly, inside its transaction.
+    let mut slow = append(ws, "log", "a", request(3, 3));
+    let quick = slow.changes[0].decide.clone();
+    slow.changes[0].decide = Arc::new(move |stored| {
+        std::thread::sleep(Duration::from_millis(800));
+        quick(stored)
+    });
+    let first = tokio::spawn({
+        let store = store.clone();
+        async move { store.update_values(slow).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let repeat = store
+        .update_values(append(ws, "log", "a", request(3, 3)))
+        .await;
+    let first = first.await.unwrap().unwrap();
+    if db.url.starts_with("sqlite:") {
+        // One writer: the repeat waited for the first and got its outcome.
+        assert_eq!(repeat.unwrap(), first);
+    } else {
+        // Replicas don't wait on each other: retry later.
+        assert!(
+            matches!(repeat, Err(Error::RequestInProgress)),
+            "{repeat:?}"
+        );
+        let later = store
+            .update_values(append(ws, "log", "a", request(3, 3)))
+            .await
+            .unwrap();
+        assert_eq!(later, first);
+    }
+    let read = store
+        .read_values(ws, Mode::Live, "p", None, false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.values[0].value, json!("a"), "applied once");
 }

@@ -32,7 +32,8 @@ impl Error {
 
 impl Error {
     /// The error of an update's storage call: a refusal names each failing
-    /// update by its position in the request (`updates[<i>]`).
+    /// update by its position in the request (`updates[<i>]`); the
+    /// request_id refusals get their reasons.
     pub(crate) fn from_update(err: storage::Error) -> Self {
         match err {
             storage::Error::Refused(failures) => Error::Batch(
@@ -40,6 +41,17 @@ impl Error {
                     .into_iter()
                     .map(|(i, e)| (format!("updates[{i}]"), e))
                     .collect(),
+            ),
+            storage::Error::RequestReused => Error::refused(
+                Reason::RequestIdReused,
+                "This request_id was already used in the last 24 hours for a different request \
+                 (another body or another RPC); send a new request_id for a new request, and \
+                 the same request_id only to retry the very same request.",
+            ),
+            storage::Error::RequestInProgress => Error::refused(
+                Reason::RequestInProgress,
+                "The first request with this request_id is still being applied; retry in a \
+                 moment to get its response (it will not be applied twice).",
             ),
             other => other.into(),
         }

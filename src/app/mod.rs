@@ -33,7 +33,7 @@ pub use error::Error;
 pub use settings::SettingsField;
 pub use values::{
     AttributeUpdate, Cleared, MAX_VALUES_PER_BATCH, PersonAttributes, StoredAttribute,
-    UpdateResult, UpdatedAttributes, Written, WrittenValue,
+    UpdateResult, UpdatedAttributes, WriteOptions, Written, WrittenValue,
 };
 pub use workspaces::{IssuedKey, create_workspace};
 

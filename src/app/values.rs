@@ -1,29 +1,45 @@
-//! Setting, reading and clearing a person's attribute values: each value is
-//! coerced against its definition (from the catalog, no database round trip)
-//! before one write of all of them.
+//! Setting, updating, reading and clearing a person's attribute values: each
+//! value is coerced (each operation checked) against its definition from the
+//! catalog, with no database round trip, before one write of all of them.
+//!
+//! Writes with a request_id (AIP-155) go through the storage update path,
+//! which records their outcome in the same transaction; writes without one
+//! keep the single-statement write path. Dry runs (`validate_only`, AIP-163)
+//! go through the same checks and planner and write nothing.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use prost::Message;
 use prost_types::Value;
+use sha2::{Digest, Sha256};
 
 use super::{App, Error, Principal};
 use crate::domain::{
-    self, Applied, AttributeDefinition, AttributeKey, DistinctId, Etag, Operation, PersonId,
-    Reason, StoredValue,
+    self, Applied, AttributeDefinition, AttributeKey, DistinctId, Etag, Operation, PersonId, Reason,
 };
-use crate::storage::{self, Decide, Decision, IfEtag, PersonUpdate, ValueChange};
+use crate::storage::{self, Decide, Decision, IfEtag, PersonUpdate, RequestKey, ValueChange};
 
 /// Most values one batch write may carry (CONTRACT.md section 2).
 pub const MAX_VALUES_PER_BATCH: usize = 100;
+
+/// How a write runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriteOptions<'a> {
+    /// Run every check and answer as the write would, writing nothing
+    /// (AIP-163). A dry run records no request_id.
+    pub validate_only: bool,
+    /// The client's idempotency key (AIP-155), a UUID; empty for none.
+    pub request_id: &'a str,
+}
 
 /// One value a write stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredAttribute {
     /// The attribute, as declared.
     pub attribute: AttributeKey,
-    /// The value as stored.
-    pub value: StoredValue,
+    /// The value as stored (JSON).
+    pub value: serde_json::Value,
     /// The value's new etag; `None` for a dry run, which writes nothing.
     pub etag: Option<Etag>,
 }
@@ -120,6 +136,118 @@ fn person_not_found(distinct_id: &DistinctId) -> Error {
     )
 }
 
+/// A hash of an RPC's name and request body (everything but request_id and
+/// validate_only), so that a request_id repeated with another body, or on
+/// another RPC, can be told apart. Each field is length-prefixed, so no two
+/// bodies hash the same input.
+struct Fingerprint(Sha256);
+
+impl Fingerprint {
+    fn new(rpc: &str, distinct_id: &DistinctId) -> Self {
+        let mut f = Fingerprint(Sha256::new());
+        f.text(rpc);
+        f.text(distinct_id.as_str());
+        f
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) {
+        self.0.update((bytes.len() as u64).to_be_bytes());
+        self.0.update(bytes);
+    }
+
+    fn text(&mut self, text: &str) {
+        self.bytes(text.as_bytes());
+    }
+
+    /// A value's protobuf encoding: deterministic, since `Struct` fields
+    /// are kept in key order.
+    fn value(&mut self, value: Option<&Value>) {
+        match value {
+            Some(v) => self.bytes(&v.encode_to_vec()),
+            None => self.text("(none)"),
+        }
+    }
+
+    fn finish(self) -> Vec<u8> {
+        self.0.finalize().to_vec()
+    }
+}
+
+/// The idempotency key of a write: `None` without a request_id or for a
+/// dry run; a request_id that is not a UUID is `invalid_argument`.
+fn request_key(
+    options: WriteOptions<'_>,
+    fingerprint: impl FnOnce() -> Fingerprint,
+) -> Result<Option<RequestKey>, Error> {
+    if options.request_id.is_empty() || options.validate_only {
+        if !options.request_id.is_empty() {
+            parse_request_id(options.request_id)?;
+        }
+        return Ok(None);
+    }
+    Ok(Some(RequestKey {
+        id: parse_request_id(options.request_id)?,
+        fingerprint: fingerprint().finish(),
+    }))
+}
+
+fn parse_request_id(request_id: &str) -> Result<uuid::Uuid, Error> {
+    uuid::Uuid::parse_str(request_id).map_err(|_| {
+        Error::Refused(domain::Error::new_at(
+            Reason::InvalidArgument,
+            "request_id",
+            format!(
+                "{} is not a UUID; send a new UUID (such as \
+                 \"3f2b8c1e-6a4d-4e8f-9b7a-1c2d3e4f5a6b\") per request and the same one when \
+                 retrying it.",
+                quoted(request_id)
+            ),
+        ))
+    })
+}
+
+/// A client's text quoted for a message, shortened when long.
+fn quoted(s: &str) -> String {
+    let short: String = s.chars().take(64).collect();
+    if short.len() < s.len() {
+        format!("{short:?}…")
+    } else {
+        format!("{s:?}")
+    }
+}
+
+/// A change that always stores `value` (a set).
+fn set_to(value: serde_json::Value) -> Decide {
+    let write = Decision::Write(value);
+    Arc::new(move |_| Ok(write.clone()))
+}
+
+/// A change that removes whatever is stored (a clear).
+fn clear() -> Decide {
+    Arc::new(|stored| {
+        Ok(match stored {
+            Some(_) => Decision::Delete,
+            None => Decision::Keep,
+        })
+    })
+}
+
+/// The values a set-through-update stored, from its outcome.
+fn written_from(keys: Vec<AttributeKey>, outcome: storage::Updated) -> Written {
+    Written {
+        person_id: outcome.person_id,
+        values: keys
+            .into_iter()
+            .zip(outcome.changes)
+            .map(|(attribute, change)| StoredAttribute {
+                attribute,
+                value: change.value.unwrap_or_default(),
+                etag: change.etag,
+            })
+            .collect(),
+    }
+}
+
 impl App {
     /// The definition of a key named in a request: `attribute_not_defined`
     /// when the key is malformed or not declared in the caller's workspace.
@@ -131,28 +259,131 @@ impl App {
             .ok_or_else(|| not_defined(&key).into())
     }
 
-    /// Coerces one value for a write.
+    /// Coerces one value for a write: the key as declared and the JSON to
+    /// store.
     async fn coerce(
         &self,
         who: Principal,
         key: &str,
         value: Option<&Value>,
-    ) -> Result<(AttributeKey, StoredValue), Error> {
+    ) -> Result<(AttributeKey, serde_json::Value), Error> {
         let definition = self.declared(who, key).await?;
         let stored = definition.coerce(value)?;
-        Ok((definition.key().clone(), stored))
+        Ok((definition.key().clone(), stored.to_json()))
+    }
+
+    /// For a request whose own checks failed with `error`: the first
+    /// outcome of its request_id, when one was recorded for this very
+    /// request (its checks passed then; AIP-155 returns the first response),
+    /// else `error` (or `request_id_reused` for another body).
+    async fn recorded_or(
+        &self,
+        who: Principal,
+        key: Option<&RequestKey>,
+        error: Error,
+    ) -> Result<storage::Updated, Error> {
+        let Some(key) = key else {
+            return Err(error);
+        };
+        match self
+            .values()
+            .find_request(who.workspace, who.mode, key.id)
+            .await?
+        {
+            Some(record) if record.fingerprint == key.fingerprint => Ok(record.outcome),
+            Some(_) => Err(Error::from_update(storage::Error::RequestReused)),
+            None => Err(error),
+        }
+    }
+
+    /// Applies `changes` through the update path: previewed for a dry run,
+    /// else applied once per request key.
+    async fn apply(
+        &self,
+        who: Principal,
+        distinct_id: &DistinctId,
+        changes: Vec<ValueChange>,
+        request: Option<RequestKey>,
+        validate_only: bool,
+    ) -> Result<storage::Updated, Error> {
+        let update = PersonUpdate {
+            workspace: who.workspace,
+            mode: who.mode,
+            distinct_id: distinct_id.as_str().to_owned(),
+            changes,
+            request,
+        };
+        let store = self.values();
+        if validate_only {
+            store.preview_update(update).await
+        } else {
+            store.update_values(update).await
+        }
+        .map_err(Error::from_update)
+    }
+
+    /// Writes coerced values. Without a request key and for real, in one
+    /// plain write; otherwise through the update path.
+    async fn write(
+        &self,
+        who: Principal,
+        distinct_id: &DistinctId,
+        values: Vec<(AttributeKey, serde_json::Value)>,
+        request: Option<RequestKey>,
+        validate_only: bool,
+    ) -> Result<Written, Error> {
+        if request.is_none() && !validate_only {
+            let rows: Vec<_> = values
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.clone()))
+                .collect();
+            let receipt = self
+                .values()
+                .write_values(who.workspace, who.mode, distinct_id.as_str(), &rows)
+                .await?;
+            let etag_of = |key: &AttributeKey| {
+                receipt
+                    .etags
+                    .iter()
+                    .find(|(k, _)| k == key.as_str())
+                    .map(|(_, etag)| *etag)
+            };
+            return Ok(Written {
+                person_id: Some(receipt.person_id),
+                values: values
+                    .into_iter()
+                    .map(|(attribute, value)| StoredAttribute {
+                        etag: etag_of(&attribute),
+                        attribute,
+                        value,
+                    })
+                    .collect(),
+            });
+        }
+        let keys: Vec<AttributeKey> = values.iter().map(|(k, _)| k.clone()).collect();
+        let changes = values
+            .into_iter()
+            .map(|(key, value)| ValueChange {
+                key: key.to_string(),
+                if_etag: None,
+                decide: set_to(value),
+            })
+            .collect();
+        let outcome = self
+            .apply(who, distinct_id, changes, request, validate_only)
+            .await?;
+        Ok(written_from(keys, outcome))
     }
 
     /// Writes `values`, each coerced to its stored form, to the person of
     /// `distinct_id` (created if new), all or nothing: any failing value
     /// fails the write, which names every failure by key in [`Error::Batch`].
-    /// With `validate_only`, checks everything and writes nothing.
     pub async fn set_values(
         &self,
         who: Principal,
         distinct_id: &str,
         mut values: Vec<(String, Value)>,
-        validate_only: bool,
+        options: WriteOptions<'_>,
     ) -> Result<Written, Error> {
         let count = values.len();
         if count == 0 || count > MAX_VALUES_PER_BATCH {
@@ -165,8 +396,17 @@ impl App {
             ));
         }
         let distinct_id = DistinctId::parse(distinct_id)?;
-        // Key order makes "the first failure" well defined.
+        // Key order makes "the first failure" well defined, and the
+        // fingerprint independent of the map's order.
         values.sort_by(|a, b| a.0.cmp(&b.0));
+        let request = request_key(options, || {
+            let mut f = Fingerprint::new("SetAttributes", &distinct_id);
+            for (key, value) in &values {
+                f.text(key);
+                f.value(Some(value));
+            }
+            f
+        })?;
         let mut stored = Vec::with_capacity(values.len());
         let mut failures = Vec::new();
         for (key, value) in &values {
@@ -179,9 +419,17 @@ impl App {
             }
         }
         if !failures.is_empty() {
-            return Err(Error::Batch(failures));
+            let outcome = self
+                .recorded_or(who, request.as_ref(), Error::Batch(failures))
+                .await?;
+            let keys = values
+                .iter()
+                .map(|(k, _)| AttributeKey::parse_reference(k))
+                .collect::<Result<_, _>>()?;
+            return Ok(written_from(keys, outcome));
         }
-        self.write(who, &distinct_id, stored, validate_only).await
+        self.write(who, &distinct_id, stored, request, options.validate_only)
+            .await
     }
 
     /// Writes one value (SetAttribute): as [`App::set_values`] with one
@@ -192,13 +440,31 @@ impl App {
         distinct_id: &str,
         key: &str,
         value: Option<&Value>,
-        validate_only: bool,
+        options: WriteOptions<'_>,
     ) -> Result<WrittenValue, Error> {
         let distinct_id = DistinctId::parse(distinct_id)?;
-        let stored = self.coerce(who, key, value).await?;
-        let mut written = self
-            .write(who, &distinct_id, vec![stored], validate_only)
-            .await?;
+        let request = request_key(options, || {
+            let mut f = Fingerprint::new("SetAttribute", &distinct_id);
+            f.text(key);
+            f.value(value);
+            f
+        })?;
+        let mut written = match self.coerce(who, key, value).await {
+            Ok(stored) => {
+                self.write(
+                    who,
+                    &distinct_id,
+                    vec![stored],
+                    request,
+                    options.validate_only,
+                )
+                .await?
+            }
+            Err(error) => {
+                let outcome = self.recorded_or(who, request.as_ref(), error).await?;
+                written_from(vec![AttributeKey::parse_reference(key)?], outcome)
+            }
+        };
         let value = written
             .values
             .pop()
@@ -209,94 +475,8 @@ impl App {
         })
     }
 
-    /// Writes coerced values; a dry run only finds the person, if any.
-    async fn write(
-        &self,
-        who: Principal,
-        distinct_id: &DistinctId,
-        values: Vec<(AttributeKey, StoredValue)>,
-        validate_only: bool,
-    ) -> Result<Written, Error> {
-        let rows: Vec<_> = values
-            .iter()
-            .map(|(key, value)| (key.to_string(), value.to_json()))
-            .collect();
-        if validate_only {
-            let changes = rows
-                .into_iter()
-                .map(|(key, value)| {
-                    let write = Decision::Write(value);
-                    let decide: Decide = Arc::new(move |_| Ok(write.clone()));
-                    (key, decide)
-                })
-                .collect();
-            let person_id = self.preview(who, distinct_id, changes).await?.person_id;
-            return Ok(Written {
-                person_id,
-                values: values
-                    .into_iter()
-                    .map(|(attribute, value)| StoredAttribute {
-                        attribute,
-                        value,
-                        etag: None,
-                    })
-                    .collect(),
-            });
-        }
-        let receipt = self
-            .values()
-            .write_values(who.workspace, who.mode, distinct_id.as_str(), &rows)
-            .await?;
-        let etag_of = |key: &AttributeKey| {
-            receipt
-                .etags
-                .iter()
-                .find(|(k, _)| k == key.as_str())
-                .map(|(_, etag)| *etag)
-        };
-        Ok(Written {
-            person_id: Some(receipt.person_id),
-            values: values
-                .into_iter()
-                .map(|(attribute, value)| StoredAttribute {
-                    etag: etag_of(&attribute),
-                    attribute,
-                    value,
-                })
-                .collect(),
-        })
-    }
-
-    /// What `changes` would do to the person of `distinct_id` now, writing
-    /// nothing.
-    async fn preview(
-        &self,
-        who: Principal,
-        distinct_id: &DistinctId,
-        changes: Vec<(String, Decide)>,
-    ) -> Result<storage::Updated, Error> {
-        let update = PersonUpdate {
-            workspace: who.workspace,
-            mode: who.mode,
-            distinct_id: distinct_id.as_str().to_owned(),
-            changes: changes
-                .into_iter()
-                .map(|(key, decide)| ValueChange {
-                    key,
-                    if_etag: None,
-                    decide,
-                })
-                .collect(),
-        };
-        self.values()
-            .preview_update(update)
-            .await
-            .map_err(Error::from_update)
-    }
-
     /// Applies `updates` to the person of `distinct_id`, all or nothing, each
-    /// decided against the value stored at the moment of the write (or, with
-    /// `validate_only`, checked and answered without writing anything).
+    /// decided against the value stored at the moment of the write.
     /// Failures name their update's position (`updates[<i>]`) in
     /// [`Error::Batch`], in request order.
     pub async fn update_values(
@@ -304,7 +484,7 @@ impl App {
         who: Principal,
         distinct_id: &str,
         updates: Vec<AttributeUpdate>,
-        validate_only: bool,
+        options: WriteOptions<'_>,
     ) -> Result<UpdatedAttributes, Error> {
         let count = updates.len();
         if count == 0 || count > MAX_VALUES_PER_BATCH {
@@ -317,15 +497,35 @@ impl App {
             ));
         }
         let distinct_id = DistinctId::parse(distinct_id)?;
+        let request = request_key(options, || {
+            let mut f = Fingerprint::new("UpdateAttributes", &distinct_id);
+            for u in &updates {
+                f.text(&u.attribute);
+                f.text(u.operation.name());
+                match &u.operation {
+                    Operation::Set(v)
+                    | Operation::SetOnce(v)
+                    | Operation::Add(v)
+                    | Operation::Remove(v) => f.value(v.as_ref()),
+                    Operation::Increment(by) => f.bytes(&by.to_bits().to_be_bytes()),
+                    Operation::Clear => {}
+                }
+                match &u.if_etag {
+                    Some(etag) => f.text(etag),
+                    None => f.text("(no precondition)"),
+                }
+            }
+            f
+        })?;
         let mut changes = Vec::with_capacity(count);
         let mut keys: Vec<AttributeKey> = Vec::with_capacity(count);
         let mut failures = Vec::new();
-        for (i, update) in updates.into_iter().enumerate() {
+        for (i, update) in updates.iter().enumerate() {
             let field = format!("updates[{i}]");
             let definition = match self.declared(who, &update.attribute).await {
                 Ok(definition) => definition,
                 Err(Error::Refused(e)) => {
-                    failures.push((field, e.with_attribute(update.attribute)));
+                    failures.push((field, e.with_attribute(update.attribute.clone())));
                     continue;
                 }
                 Err(other) => return Err(other),
@@ -349,7 +549,7 @@ impl App {
             match definition.change(&update.operation) {
                 Ok(change) => changes.push(ValueChange {
                     key: key.to_string(),
-                    if_etag: update.if_etag.map(|etag| match etag.as_str() {
+                    if_etag: update.if_etag.clone().map(|etag| match etag.as_str() {
                         "" => IfEtag::Absent,
                         _ => IfEtag::Is(etag),
                     }),
@@ -364,22 +564,19 @@ impl App {
                 Err(e) => failures.push((field, e)),
             }
         }
-        if !failures.is_empty() {
-            return Err(Error::Batch(failures));
-        }
-        let update = PersonUpdate {
-            workspace: who.workspace,
-            mode: who.mode,
-            distinct_id: distinct_id.as_str().to_owned(),
-            changes,
-        };
-        let store = self.values();
-        let updated = if validate_only {
-            store.preview_update(update).await
+        let updated = if failures.is_empty() {
+            self.apply(who, &distinct_id, changes, request, options.validate_only)
+                .await?
         } else {
-            store.update_values(update).await
-        }
-        .map_err(Error::from_update)?;
+            let outcome = self
+                .recorded_or(who, request.as_ref(), Error::Batch(failures))
+                .await?;
+            keys = updates
+                .iter()
+                .map(|u| AttributeKey::parse_reference(&u.attribute))
+                .collect::<Result<_, _>>()?;
+            outcome
+        };
         Ok(UpdatedAttributes {
             person_id: updated.person_id,
             results: keys
@@ -393,6 +590,13 @@ impl App {
                 })
                 .collect(),
         })
+    }
+
+    /// Deletes the request_id records past their retention (24 hours);
+    /// returns how many.
+    pub async fn forget_expired_requests(&self) -> Result<u64, Error> {
+        let before = Utc::now() - storage::REQUEST_RETENTION;
+        Ok(self.values().forget_requests(before).await?)
     }
 
     /// The values of the person of `distinct_id` (only `filter`'s, when it
@@ -433,50 +637,75 @@ impl App {
     }
 
     /// Clears one value of the person of `distinct_id`. Archived attributes
-    /// can be cleared too: data can always be removed. With `validate_only`,
-    /// says whether there is a value to clear and removes nothing.
+    /// can be cleared too: data can always be removed. A dry run says
+    /// whether there is a value to clear and removes nothing.
     pub async fn clear_value(
         &self,
         who: Principal,
         distinct_id: &str,
         key: &str,
-        validate_only: bool,
+        options: WriteOptions<'_>,
     ) -> Result<Cleared, Error> {
         let distinct_id = DistinctId::parse(distinct_id)?;
-        let attribute = self.declared(who, key).await?.key().clone();
-        if validate_only {
-            let decide: Decide = Arc::new(|stored| {
-                Ok(match stored {
-                    Some(_) => Decision::Delete,
-                    None => Decision::Keep,
-                })
-            });
-            let preview = self
-                .preview(who, &distinct_id, vec![(attribute.to_string(), decide)])
-                .await?;
-            let person_id = preview
-                .person_id
+        let request = request_key(options, || {
+            let mut f = Fingerprint::new("ClearAttribute", &distinct_id);
+            f.text(key);
+            f
+        })?;
+        let attribute = match self.declared(who, key).await {
+            Ok(definition) => definition.key().clone(),
+            Err(error) => {
+                let outcome = self.recorded_or(who, request.as_ref(), error).await?;
+                return cleared_from(AttributeKey::parse_reference(key)?, outcome, &distinct_id);
+            }
+        };
+        if request.is_none() && !options.validate_only {
+            let cleared = self
+                .values()
+                .clear_value(
+                    who.workspace,
+                    who.mode,
+                    distinct_id.as_str(),
+                    attribute.as_str(),
+                )
+                .await?
                 .ok_or_else(|| person_not_found(&distinct_id))?;
             return Ok(Cleared {
-                person_id,
+                person_id: cleared.person_id,
                 attribute,
-                cleared: preview.changes.iter().any(|c| c.applied),
+                cleared: cleared.cleared,
             });
         }
-        let cleared = self
-            .values()
-            .clear_value(
-                who.workspace,
-                who.mode,
-                distinct_id.as_str(),
-                attribute.as_str(),
+        let change = ValueChange {
+            key: attribute.to_string(),
+            if_etag: None,
+            decide: clear(),
+        };
+        let outcome = self
+            .apply(
+                who,
+                &distinct_id,
+                vec![change],
+                request,
+                options.validate_only,
             )
-            .await?
-            .ok_or_else(|| person_not_found(&distinct_id))?;
-        Ok(Cleared {
-            person_id: cleared.person_id,
-            attribute,
-            cleared: cleared.cleared,
-        })
+            .await?;
+        cleared_from(attribute, outcome, &distinct_id)
     }
+}
+
+/// A clear's answer from its update outcome: no person is `person_not_found`.
+fn cleared_from(
+    attribute: AttributeKey,
+    outcome: storage::Updated,
+    distinct_id: &DistinctId,
+) -> Result<Cleared, Error> {
+    let person_id = outcome
+        .person_id
+        .ok_or_else(|| person_not_found(distinct_id))?;
+    Ok(Cleared {
+        person_id,
+        attribute,
+        cleared: outcome.changes.iter().any(|c| c.applied),
+    })
 }

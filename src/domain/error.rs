@@ -46,12 +46,16 @@ pub enum Reason {
     AttributeOperationInvalid,
     /// An `if_etag` precondition failed: the value changed since it was read.
     AttributeValueChanged,
+    /// A request_id repeated with another request body or on another RPC.
+    RequestIdReused,
+    /// A request_id whose first request is still being applied.
+    RequestInProgress,
 }
 
 impl Reason {
     /// Every reason, in the order of the contract's table, so that tests and
     /// the api layer can check that none is forgotten.
-    pub const ALL: [Reason; 18] = [
+    pub const ALL: [Reason; 20] = [
         Reason::AttributeNotDefined,
         Reason::AttributeValueInvalid,
         Reason::AttributeValueTooLong,
@@ -70,6 +74,8 @@ impl Reason {
         Reason::InvalidArgument,
         Reason::AttributeOperationInvalid,
         Reason::AttributeValueChanged,
+        Reason::RequestIdReused,
+        Reason::RequestInProgress,
     ];
 
     /// The code exactly as clients match on it (`google.rpc.ErrorInfo.reason`).
@@ -93,6 +99,8 @@ impl Reason {
             Reason::InvalidArgument => "invalid_argument",
             Reason::AttributeOperationInvalid => "attribute_operation_invalid",
             Reason::AttributeValueChanged => "attribute_value_changed",
+            Reason::RequestIdReused => "request_id_reused",
+            Reason::RequestInProgress => "request_in_progress",
         }
     }
 }
@@ -255,6 +263,8 @@ mod tests {
                 "invalid_argument",
                 "attribute_operation_invalid",
                 "attribute_value_changed",
+                "request_id_reused",
+                "request_in_progress",
             ]
         );
         assert_eq!(Reason::TooManyValues.to_string(), "too_many_values");

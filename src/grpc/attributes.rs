@@ -4,7 +4,7 @@ use tonic::{Request, Response, Status};
 
 use super::{auth::principal, convert};
 use crate::{
-    app::App,
+    app::{App, WriteOptions},
     domain::{Etag, PersonId},
     proto::v1::{self as pb, attributes_service_server::AttributesService},
 };
@@ -37,13 +37,16 @@ impl AttributesService for Attributes {
                 &request.distinct_id,
                 &request.attribute,
                 request.value.as_ref(),
-                request.validate_only,
+                WriteOptions {
+                    validate_only: request.validate_only,
+                    request_id: &request.request_id,
+                },
             )
             .await?;
         Ok(Response::new(pb::SetAttributeResponse {
             person_id: person_id(written.person_id),
             attribute: written.value.attribute.to_string(),
-            value: Some(written.value.value.to_proto_value()),
+            value: Some(convert::json_to_value(&written.value.value)),
             etag: etag(written.value.etag),
         }))
     }
@@ -60,7 +63,10 @@ impl AttributesService for Attributes {
                 who,
                 &request.distinct_id,
                 request.values.into_iter().collect(),
-                request.validate_only,
+                WriteOptions {
+                    validate_only: request.validate_only,
+                    request_id: &request.request_id,
+                },
             )
             .await?;
         Ok(Response::new(pb::SetAttributesResponse {
@@ -68,7 +74,7 @@ impl AttributesService for Attributes {
             values: written
                 .values
                 .iter()
-                .map(|v| (v.attribute.to_string(), v.value.to_proto_value()))
+                .map(|v| (v.attribute.to_string(), convert::json_to_value(&v.value)))
                 .collect(),
             etags: written
                 .values
@@ -87,7 +93,15 @@ impl AttributesService for Attributes {
         let updates = convert::updates(request.updates)?;
         let updated = self
             .app
-            .update_values(who, &request.distinct_id, updates, request.validate_only)
+            .update_values(
+                who,
+                &request.distinct_id,
+                updates,
+                WriteOptions {
+                    validate_only: request.validate_only,
+                    request_id: &request.request_id,
+                },
+            )
             .await?;
         Ok(Response::new(pb::UpdateAttributesResponse {
             person_id: person_id(updated.person_id),
@@ -146,7 +160,10 @@ impl AttributesService for Attributes {
                 who,
                 &request.distinct_id,
                 &request.attribute,
-                request.validate_only,
+                WriteOptions {
+                    validate_only: request.validate_only,
+                    request_id: &request.request_id,
+                },
             )
             .await?;
         Ok(Response::new(pb::ClearAttributeResponse {

@@ -24,8 +24,9 @@ pub fn code(reason: Reason) -> Code {
         | Reason::InvalidAttributeDefinition
         | Reason::TooManyValues
         | Reason::InvalidArgument
-        | Reason::AttributeOperationInvalid => Code::InvalidArgument,
-        Reason::AttributeValueChanged => Code::Aborted,
+        | Reason::AttributeOperationInvalid
+        | Reason::RequestIdReused => Code::InvalidArgument,
+        Reason::AttributeValueChanged | Reason::RequestInProgress => Code::Aborted,
         Reason::AttributeArchived => Code::FailedPrecondition,
         Reason::ClientAttributeWritesDisabled | Reason::SecretKeyRequired => Code::PermissionDenied,
         Reason::MissingApiKey | Reason::InvalidApiKey => Code::Unauthenticated,
@@ -101,6 +102,8 @@ mod tests {
             (Reason::InvalidArgument, Code::InvalidArgument),
             (Reason::AttributeOperationInvalid, Code::InvalidArgument),
             (Reason::AttributeValueChanged, Code::Aborted),
+            (Reason::RequestIdReused, Code::InvalidArgument),
+            (Reason::RequestInProgress, Code::Aborted),
         ];
         assert_eq!(expected.len(), Reason::ALL.len());
         for (reason, want) in expected {

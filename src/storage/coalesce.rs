@@ -11,8 +11,8 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use crate::{
     domain::{Mode, WorkspaceId},
     storage::{
-        Cleared, Error, PersonRead, PersonUpdate, PersonValues, PersonWrite, Receipt, Result,
-        Updated, ValueStore,
+        Cleared, Error, PersonRead, PersonUpdate, PersonValues, PersonWrite, Receipt,
+        RecordedRequest, Result, Updated, ValueStore,
     },
 };
 
@@ -190,6 +190,8 @@ impl Error {
             Error::AlreadyExists => Error::AlreadyExists,
             Error::Config(m) => Error::Config(m.clone()),
             Error::Refused(failures) => Error::Refused(failures.clone()),
+            Error::RequestReused => Error::RequestReused,
+            Error::RequestInProgress => Error::RequestInProgress,
             Error::Unexpected(e) => Error::Unexpected(e.to_string().into()),
         }
     }
@@ -227,6 +229,19 @@ impl ValueStore for Coalescing {
 
     async fn preview_update(&self, update: PersonUpdate) -> Result<Updated> {
         self.inner.preview_update(update).await
+    }
+
+    async fn find_request(
+        &self,
+        ws: WorkspaceId,
+        mode: Mode,
+        request_id: uuid::Uuid,
+    ) -> Result<Option<RecordedRequest>> {
+        self.inner.find_request(ws, mode, request_id).await
+    }
+
+    async fn forget_requests(&self, before: chrono::DateTime<chrono::Utc>) -> Result<u64> {
+        self.inner.forget_requests(before).await
     }
 
     async fn read_values(

@@ -33,7 +33,10 @@ mod sqlite;
 mod update;
 
 pub use coalesce::{Coalescing, Lanes};
-pub use update::{ChangeOutcome, Decide, Decision, IfEtag, PersonUpdate, Updated, ValueChange};
+pub use update::{
+    ChangeOutcome, Decide, Decision, IfEtag, PersonUpdate, REQUEST_RETENTION, RecordedRequest,
+    RequestKey, Updated, ValueChange,
+};
 
 /// The result of every storage operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -266,6 +269,14 @@ pub enum Error {
     /// it; the message never contains a password.
     #[error("invalid database configuration: {0}")]
     Config(String),
+    /// A request_id seen before (within the retention) with another request
+    /// body or on another RPC. Becomes `INVALID_ARGUMENT` `request_id_reused`.
+    #[error("the request_id was used for another request")]
+    RequestReused,
+    /// A request_id whose first request is still being applied. Becomes
+    /// `ABORTED` `request_in_progress`: safe to retry.
+    #[error("the first request with this request_id is still in progress")]
+    RequestInProgress,
     /// An update refused against the stored values: each failing change's
     /// index with its error (a failed `if_etag`, an increment out of range),
     /// in order. Nothing of the update was written.
@@ -549,6 +560,21 @@ pub trait ValueStore: Send + Sync + 'static {
     /// (validate_only): the outcomes as if applied, and the person only if
     /// they exist.
     async fn preview_update(&self, update: PersonUpdate) -> Result<Updated>;
+
+    /// The recorded outcome of a request_id, if one was recorded within
+    /// [`REQUEST_RETENTION`]: for a repeat that its own checks would now
+    /// refuse (an attribute archived since the first request).
+    async fn find_request(
+        &self,
+        ws: WorkspaceId,
+        mode: Mode,
+        request_id: uuid::Uuid,
+    ) -> Result<Option<RecordedRequest>>;
+
+    /// Deletes the request records created before `before`; returns how
+    /// many. The server calls it periodically, so records outlive their
+    /// retention by at most the period.
+    async fn forget_requests(&self, before: DateTime<Utc>) -> Result<u64>;
 
     /// Removes one value (archived or not); `None` if the person does not
     /// exist. The person stays even when their last value goes.

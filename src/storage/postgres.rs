@@ -22,8 +22,8 @@ use crate::{
     domain::{Etag, Mode, PersonId, WorkspaceId},
     storage::{
         BatchPersonRow, Cleared, Error, PersonRead, PersonUpdate, PersonValues, PersonWrite,
-        Receipt, Result, Stamped, StoreOptions, Updated, ValueStore, admin, answer_reads, detached,
-        now, stamp,
+        REQUEST_RETENTION, Receipt, RecordedRequest, Result, Stamped, StoreOptions, Updated,
+        ValueStore, admin, answer_reads, detached, now, stamp,
         update::{self, Owner, Plan, Snapshot},
     },
 };
@@ -378,6 +378,51 @@ impl ValueStore for PgStore {
     }
 
     #[instrument(level = "debug", skip_all)]
+    async fn find_request(
+        &self,
+        ws: WorkspaceId,
+        mode: Mode,
+        request_id: Uuid,
+    ) -> Result<Option<RecordedRequest>> {
+        let pool = self.pool.clone();
+        detached(async move {
+            let row: Option<(Vec<u8>, Value)> = sqlx::query_as(
+                "SELECT fingerprint, response FROM requests \
+                 WHERE workspace_id = $1 AND mode = $2 AND request_id = $3 AND created_at > $4",
+            )
+            .bind(ws)
+            .bind(mode.as_str())
+            .bind(request_id)
+            .bind(now() - REQUEST_RETENTION)
+            .fetch_optional(&pool)
+            .await?;
+            row.map(|(fingerprint, response)| {
+                let outcome = update::outcome_from_json(&response)
+                    .ok_or_else(|| Error::Unexpected("a request record holds no outcome".into()))?;
+                Ok(RecordedRequest {
+                    fingerprint,
+                    outcome,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn forget_requests(&self, before: chrono::DateTime<chrono::Utc>) -> Result<u64> {
+        let pool = self.pool.clone();
+        detached(async move {
+            let done = sqlx::query("DELETE FROM requests WHERE created_at < $1")
+                .bind(before)
+                .execute(&pool)
+                .await?;
+            Ok(done.rows_affected())
+        })
+        .await
+    }
+
+    #[instrument(level = "debug", skip_all)]
     async fn clear_value(
         &self,
         ws: WorkspaceId,
@@ -507,10 +552,22 @@ async fn update_once(
     use sqlx::Connection;
     let mut tx = conn.begin().await?;
     let outcome = async {
-        let snapshot = read_snapshot(&mut tx, updates, LOCK_VALUES).await?;
-        let plan = update::plan(updates, snapshot);
-        let written = write_plan(&mut tx, &plan).await?;
-        Ok::<_, sqlx::Error>(written.then_some(plan.results))
+        let at = now();
+        let (held, recorded) = hold_requests(&mut tx, updates, at).await?;
+        let triaged = update::triage(updates, &held, &recorded);
+        let open: Vec<PersonUpdate> = updates
+            .iter()
+            .zip(&triaged)
+            .filter(|(_, early)| early.is_none())
+            .map(|(u, _)| u.clone())
+            .collect();
+        let snapshot = read_snapshot(&mut tx, &open, LOCK_VALUES).await?;
+        let plan = update::plan(&open, snapshot);
+        if !write_plan(&mut tx, &plan).await? {
+            return Ok(None);
+        }
+        record_requests(&mut tx, update::records_of(&open, &plan.results), at).await?;
+        Ok::<_, sqlx::Error>(Some(update::merge(triaged, plan.results)))
     }
     .await;
     match outcome {
@@ -528,6 +585,139 @@ async fn update_once(
         }
         Err(e) => Err(e),
     }
+}
+
+/// The advisory lock key of a request slot: requests are held by
+/// transaction-scoped advisory locks, which (unlike a row not yet committed)
+/// another transaction can test without waiting.
+fn request_lock(slot: &update::RequestSlot) -> i64 {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(slot.0.0.as_bytes());
+    hash.update(slot.1.as_str().as_bytes());
+    hash.update(slot.2.as_bytes());
+    let digest = hash.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(first)
+}
+
+/// Takes the lock of each update's request (if it has one) without
+/// waiting, and reads the records of the ones it got. `held[i]` is false
+/// when another transaction is applying the same request right now.
+async fn hold_requests(
+    tx: &mut PgConnection,
+    updates: &[PersonUpdate],
+    at: chrono::DateTime<chrono::Utc>,
+) -> sqlx::Result<(
+    Vec<bool>,
+    std::collections::HashMap<update::RequestSlot, RecordedRequest>,
+)> {
+    let slots: Vec<Option<update::RequestSlot>> = updates
+        .iter()
+        .map(|u| u.request.as_ref().map(|k| (u.workspace, u.mode, k.id)))
+        .collect();
+    let mut held = vec![true; updates.len()];
+    let mut recorded = std::collections::HashMap::new();
+    let wanted: Vec<(usize, update::RequestSlot)> = slots
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.map(|s| (i, s)))
+        .collect();
+    if wanted.is_empty() {
+        return Ok((held, recorded));
+    }
+    let locks: Vec<i64> = wanted.iter().map(|(_, s)| request_lock(s)).collect();
+    let got: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_try_advisory_xact_lock(l.key) \
+         FROM unnest($1::int8[]) WITH ORDINALITY AS l (key, ord) ORDER BY l.ord",
+    )
+    .bind(locks)
+    .fetch_all(&mut *tx)
+    .await?;
+    let (mut ws, mut modes, mut ids) = (Vec::new(), Vec::new(), Vec::new());
+    for ((i, slot), got) in wanted.iter().zip(got) {
+        held[*i] = got;
+        if got {
+            ws.push(slot.0);
+            modes.push(slot.1.as_str());
+            ids.push(slot.2);
+        }
+    }
+    if ids.is_empty() {
+        return Ok((held, recorded));
+    }
+    let rows: Vec<(WorkspaceId, String, Uuid, Vec<u8>, Value)> = sqlx::query_as(
+        "SELECT r.workspace_id, r.mode, r.request_id, r.fingerprint, r.response \
+         FROM unnest($1::uuid[], $2::text[], $3::uuid[]) AS k (workspace_id, mode, request_id) \
+         JOIN requests r ON r.workspace_id = k.workspace_id AND r.mode = k.mode \
+                        AND r.request_id = k.request_id \
+         WHERE r.created_at > $4",
+    )
+    .bind(ws)
+    .bind(modes)
+    .bind(ids)
+    .bind(at - REQUEST_RETENTION)
+    .fetch_all(&mut *tx)
+    .await?;
+    for (w, mode, id, fingerprint, response) in rows {
+        let (Some(mode), Some(outcome)) =
+            (Mode::parse(&mode), update::outcome_from_json(&response))
+        else {
+            return Err(sqlx::Error::Protocol(
+                "a request record holds no outcome".into(),
+            ));
+        };
+        recorded.insert(
+            (w, mode, id),
+            RecordedRequest {
+                fingerprint,
+                outcome,
+            },
+        );
+    }
+    Ok((held, recorded))
+}
+
+/// Stores the records of the requests a batch applied. A record past its
+/// retention may still be there (the sweep runs periodically); the new
+/// request takes its place.
+async fn record_requests(
+    tx: &mut PgConnection,
+    records: Vec<(update::RequestSlot, Vec<u8>, Value)>,
+    at: chrono::DateTime<chrono::Utc>,
+) -> sqlx::Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let (mut ws, mut modes, mut ids, mut prints, mut responses) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for ((w, mode, id), fingerprint, response) in records {
+        ws.push(w);
+        modes.push(mode.as_str());
+        ids.push(id);
+        prints.push(fingerprint);
+        responses.push(response);
+    }
+    sqlx::query(
+        "INSERT INTO requests \
+             (workspace_id, mode, request_id, fingerprint, response, created_at) \
+         SELECT r.workspace_id, r.mode, r.request_id, r.fingerprint, r.response, $6 \
+         FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::bytea[], $5::jsonb[]) \
+             AS r (workspace_id, mode, request_id, fingerprint, response) \
+         ON CONFLICT (workspace_id, mode, request_id) DO UPDATE SET \
+             fingerprint = EXCLUDED.fingerprint, response = EXCLUDED.response, \
+             created_at = EXCLUDED.created_at",
+    )
+    .bind(ws)
+    .bind(modes)
+    .bind(ids)
+    .bind(prints)
+    .bind(responses)
+    .bind(at)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// Creates the plan's persons and writes its rows, each only over the etag

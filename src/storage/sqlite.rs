@@ -24,9 +24,9 @@ use uuid::Uuid;
 use crate::{
     domain::{Etag, Mode, PersonId, WorkspaceId},
     storage::{
-        Cleared, Error, PersonUpdate, PersonValues, PersonWrite, Receipt, Result,
-        SqliteSynchronous, Stamped, StoreOptions, Updated, ValueRow, ValueStore, admin,
-        collect_values, detached, now, stamp,
+        Cleared, Error, PersonUpdate, PersonValues, PersonWrite, REQUEST_RETENTION, Receipt,
+        RecordedRequest, Result, SqliteSynchronous, Stamped, StoreOptions, Updated, ValueRow,
+        ValueStore, admin, collect_values, detached, now, stamp,
         update::{self, Owner, Plan, Snapshot},
     },
 };
@@ -287,6 +287,35 @@ async fn read_snapshot(
     Ok(Snapshot { persons, values })
 }
 
+/// The record of a request_id created within the retention before `at`.
+async fn find_recorded(
+    conn: &mut sqlx::SqliteConnection,
+    ws: WorkspaceId,
+    mode: Mode,
+    id: Uuid,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<RecordedRequest>> {
+    let row: Option<(Vec<u8>, Value)> = sqlx::query_as(
+        "SELECT fingerprint, response FROM requests \
+         WHERE workspace_id = ?1 AND mode = ?2 AND request_id = ?3 AND created_at > ?4",
+    )
+    .bind(ws)
+    .bind(mode.as_str())
+    .bind(id)
+    .bind(at - REQUEST_RETENTION)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|(fingerprint, response)| {
+        let outcome = update::outcome_from_json(&response)
+            .ok_or_else(|| Error::Unexpected("a request record holds no outcome".into()))?;
+        Ok(RecordedRequest {
+            fingerprint,
+            outcome,
+        })
+    })
+    .transpose()
+}
+
 /// Writes a planned batch inside the writer's transaction.
 async fn write_plan(conn: &mut sqlx::SqliteConnection, plan: &Plan) -> Result<()> {
     let updated_at = now();
@@ -485,11 +514,51 @@ impl ValueStore for SqliteStore {
             // The write lock from BEGIN IMMEDIATE on: the values read are the
             // values written over, in every process sharing the file.
             let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-            let snapshot = read_snapshot(&mut tx, &updates).await?;
-            let plan = update::plan(&updates, snapshot);
+            let at = now();
+            let mut recorded = HashMap::new();
+            for u in &updates {
+                if let Some(key) = &u.request
+                    && let Some(record) =
+                        find_recorded(&mut tx, u.workspace, u.mode, key.id, at).await?
+                {
+                    recorded.insert((u.workspace, u.mode, key.id), record);
+                }
+            }
+            // Nobody else holds a request while this transaction has the
+            // write lock.
+            let triaged = update::triage(&updates, &vec![true; updates.len()], &recorded);
+            let open: Vec<PersonUpdate> = updates
+                .iter()
+                .zip(&triaged)
+                .filter(|(_, early)| early.is_none())
+                .map(|(u, _)| u.clone())
+                .collect();
+            let snapshot = read_snapshot(&mut tx, &open).await?;
+            let plan = update::plan(&open, snapshot);
             write_plan(&mut tx, &plan).await?;
+            for ((ws, mode, id), fingerprint, response) in update::records_of(&open, &plan.results)
+            {
+                // A record past its retention may still be there (the sweep
+                // runs periodically); the new request takes its place.
+                sqlx::query(
+                    "INSERT INTO requests \
+                         (workspace_id, mode, request_id, fingerprint, response, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                     ON CONFLICT (workspace_id, mode, request_id) DO UPDATE SET \
+                         fingerprint = excluded.fingerprint, response = excluded.response, \
+                         created_at = excluded.created_at",
+                )
+                .bind(ws)
+                .bind(mode.as_str())
+                .bind(id)
+                .bind(fingerprint)
+                .bind(response)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+            }
             tx.commit().await?;
-            Ok(plan.results)
+            Ok(update::merge(triaged, plan.results))
         })
         .await
     }
@@ -502,6 +571,34 @@ impl ValueStore for SqliteStore {
             let updates = [update];
             let snapshot = read_snapshot(&mut conn, &updates).await?;
             update::preview(&updates, snapshot)
+        })
+        .await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn find_request(
+        &self,
+        ws: WorkspaceId,
+        mode: Mode,
+        request_id: Uuid,
+    ) -> Result<Option<RecordedRequest>> {
+        let reader = self.reader.clone();
+        detached(async move {
+            let mut conn = reader.acquire().await?;
+            find_recorded(&mut conn, ws, mode, request_id, now()).await
+        })
+        .await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn forget_requests(&self, before: chrono::DateTime<chrono::Utc>) -> Result<u64> {
+        let writer = self.writer.clone();
+        detached(async move {
+            let done = sqlx::query("DELETE FROM requests WHERE created_at < ?1")
+                .bind(before)
+                .execute(&writer)
+                .await?;
+            Ok(done.rows_affected())
         })
         .await
     }

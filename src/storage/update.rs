@@ -76,6 +76,32 @@ pub struct PersonUpdate {
     pub distinct_id: String,
     /// The changes, at most one per key (the caller refuses two).
     pub changes: Vec<ValueChange>,
+    /// The request's idempotency key, if it has one: the update is applied
+    /// at most once per key (in the workspace and mode) within
+    /// [`REQUEST_RETENTION`], and a repeat gets the first outcome.
+    pub request: Option<RequestKey>,
+}
+
+/// How long a request's outcome is kept for its repeats (AIP-155; CONTRACT.md
+/// section 8 says 24 hours).
+pub const REQUEST_RETENTION: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+/// An idempotency key and what identifies the request it was first sent with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestKey {
+    /// The client's request_id.
+    pub id: Uuid,
+    /// A hash of the RPC and its request body: a repeat must match it.
+    pub fingerprint: Vec<u8>,
+}
+
+/// A request outcome as recorded for its repeats.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedRequest {
+    /// The fingerprint of the first request.
+    pub fingerprint: Vec<u8>,
+    /// Its outcome.
+    pub outcome: Updated,
 }
 
 /// What became of one change.
@@ -340,4 +366,123 @@ pub(super) fn preview(updates: &[PersonUpdate], snapshot: Snapshot) -> Result<Up
         }
     }
     Ok(updated)
+}
+
+/// Who a request record belongs to.
+pub(super) type RequestSlot = (WorkspaceId, Mode, Uuid);
+
+/// The answer each update gets before any planning: `None` for updates to
+/// plan and apply; a repeat of a recorded request gets the recorded outcome
+/// (or [`Error::RequestReused`] when its body differs); a repeat of a request
+/// another transaction holds (`held[i]` false), or of one earlier in this
+/// batch, gets [`Error::RequestInProgress`].
+pub(super) fn triage(
+    updates: &[PersonUpdate],
+    held: &[bool],
+    recorded: &HashMap<RequestSlot, RecordedRequest>,
+) -> Vec<Option<Result<Updated>>> {
+    let mut first: HashMap<RequestSlot, &[u8]> = HashMap::new();
+    updates
+        .iter()
+        .zip(held)
+        .map(|(u, held)| {
+            let key = u.request.as_ref()?;
+            let slot = (u.workspace, u.mode, key.id);
+            if !held {
+                return Some(Err(Error::RequestInProgress));
+            }
+            if let Some(record) = recorded.get(&slot) {
+                return Some(if record.fingerprint == key.fingerprint {
+                    Ok(record.outcome.clone())
+                } else {
+                    Err(Error::RequestReused)
+                });
+            }
+            match first.get(&slot) {
+                Some(f) if *f == key.fingerprint.as_slice() => Some(Err(Error::RequestInProgress)),
+                Some(_) => Some(Err(Error::RequestReused)),
+                None => {
+                    first.insert(slot, &key.fingerprint);
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+/// The outcome as a request record stores it.
+pub(super) fn outcome_to_json(outcome: &Updated) -> Value {
+    serde_json::json!({
+        "person_id": outcome.person_id.map(|p| p.0.to_string()),
+        "changes": outcome.changes.iter().map(|c| serde_json::json!({
+            "applied": c.applied,
+            "value": c.value,
+            "etag": c.etag.map(|e| e.to_string()),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// An outcome read back from a request record; `None` if the JSON is not
+/// one [`outcome_to_json`] wrote.
+pub(super) fn outcome_from_json(json: &Value) -> Option<Updated> {
+    let uuid = |v: &Value| -> Option<Option<Uuid>> {
+        match v {
+            Value::Null => Some(None),
+            Value::String(s) => Uuid::parse_str(s).ok().map(Some),
+            _ => None,
+        }
+    };
+    let person_id = uuid(json.get("person_id")?)?.map(PersonId);
+    let changes = json
+        .get("changes")?
+        .as_array()?
+        .iter()
+        .map(|c| {
+            Some(ChangeOutcome {
+                applied: c.get("applied")?.as_bool()?,
+                value: c.get("value").filter(|v| !v.is_null()).cloned(),
+                etag: uuid(c.get("etag")?)?.map(Etag),
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(Updated { person_id, changes })
+}
+
+/// The requests of `updates` that `plan` applied: each slot with the record
+/// to store for its repeats.
+pub(super) fn records_of(
+    updates: &[PersonUpdate],
+    results: &[Result<Updated>],
+) -> Vec<(RequestSlot, Vec<u8>, Value)> {
+    updates
+        .iter()
+        .zip(results)
+        .filter_map(|(u, r)| {
+            let key = u.request.as_ref()?;
+            let outcome = r.as_ref().ok()?;
+            Some((
+                (u.workspace, u.mode, key.id),
+                key.fingerprint.clone(),
+                outcome_to_json(outcome),
+            ))
+        })
+        .collect()
+}
+
+/// Answers a batch from its triage and the results of planning the updates
+/// the triage left open, in the batch's order.
+pub(super) fn merge(
+    triaged: Vec<Option<Result<Updated>>>,
+    planned: Vec<Result<Updated>>,
+) -> Vec<Result<Updated>> {
+    let mut planned = planned.into_iter();
+    triaged
+        .into_iter()
+        .map(|early| match early {
+            Some(answer) => answer,
+            None => planned
+                .next()
+                .unwrap_or_else(|| Err(Error::Unexpected("a planned update went missing".into()))),
+        })
+        .collect()
 }

@@ -46,6 +46,7 @@ async fn dry_set(
                 attribute: attribute.into(),
                 value: Some(value),
                 validate_only: true,
+                ..Default::default()
             },
         ))
         .await
@@ -101,6 +102,7 @@ async fn validate_only_set_attributes_writes_nothing_and_creates_no_person(db: &
                 distinct_id: "new".into(),
                 values: values.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
                 validate_only: true,
+                ..Default::default()
             },
         )
     };
@@ -143,6 +145,7 @@ async fn validate_only_update_attributes_writes_nothing_and_creates_no_person(db
                 distinct_id: distinct_id.into(),
                 updates,
                 validate_only: true,
+                ..Default::default()
             },
         )
     };
@@ -200,6 +203,7 @@ async fn validate_only_clear_attribute_removes_nothing(db: &TestDb) {
                 distinct_id: distinct_id.into(),
                 attribute: "age".into(),
                 validate_only: true,
+                ..Default::default()
             },
         )
     };

@@ -197,6 +197,7 @@ async fn validate_only_checks_preconditions_too(db: &TestDb) {
                     distinct_id: "u".into(),
                     updates: vec![guarded("name", Op::Set(s("Bob")), "")],
                     validate_only: true,
+                    ..Default::default()
                 },
             ))
             .await,

@@ -15,6 +15,7 @@ mod process;
 
 mod foundation;
 mod helpers;
+mod idempotency;
 mod outage;
 mod scope;
 mod updates;
