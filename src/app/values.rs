@@ -16,7 +16,8 @@ use sha2::{Digest, Sha256};
 
 use super::{App, Error, Principal};
 use crate::domain::{
-    self, Applied, AttributeDefinition, AttributeKey, DistinctId, Etag, Operation, PersonId, Reason,
+    self, Adjustment, Applied, AttributeDefinition, AttributeKey, DistinctId, Etag, Operation,
+    PersonId, Reason,
 };
 use crate::storage::{self, Decide, Decision, IfEtag, PersonUpdate, RequestKey, ValueChange};
 
@@ -42,6 +43,8 @@ pub struct StoredAttribute {
     pub value: serde_json::Value,
     /// The value's new etag; `None` for a dry run, which writes nothing.
     pub etag: Option<Etag>,
+    /// What coercion did to the input; empty when stored exactly as sent.
+    pub adjustments: Vec<Adjustment>,
 }
 
 /// What a write stored: the person and each value as stored, by key.
@@ -107,6 +110,8 @@ pub struct UpdateResult {
     pub applied: bool,
     /// The etag of the value stored now; `None` when none is.
     pub etag: Option<Etag>,
+    /// What coercion did to the operand; empty when used exactly as sent.
+    pub adjustments: Vec<Adjustment>,
 }
 
 /// What an UpdateAttributes did.
@@ -188,6 +193,7 @@ fn request_key(
     Ok(Some(RequestKey {
         id: parse_request_id(options.request_id)?,
         fingerprint: fingerprint().finish(),
+        annex: serde_json::Value::Null,
     }))
 }
 
@@ -216,6 +222,10 @@ fn quoted(s: &str) -> String {
     }
 }
 
+/// A coerced value: the key as declared, the JSON to store and what
+/// coercion did to the input.
+type Coercion = (AttributeKey, serde_json::Value, Vec<Adjustment>);
+
 /// A change that always stores `value` (a set).
 fn set_to(value: serde_json::Value) -> Decide {
     let write = Decision::Write(value);
@@ -232,20 +242,100 @@ fn clear() -> Decide {
     })
 }
 
+/// The adjustments of each value of a request, as its request record
+/// keeps them.
+fn annex(adjustments: &[Vec<Adjustment>]) -> serde_json::Value {
+    use serde_json::json;
+    let one = |a: &Adjustment| match a {
+        Adjustment::Trimmed => json!({"kind": "trimmed"}),
+        Adjustment::CaseNormalized => json!({"kind": "case_normalized"}),
+        Adjustment::Truncated { original_length } => {
+            json!({"kind": "truncated", "original_length": original_length})
+        }
+        Adjustment::OptionsDropped { dropped } => {
+            json!({"kind": "options_dropped", "dropped": dropped})
+        }
+        Adjustment::DuplicatesDropped { dropped } => {
+            json!({"kind": "duplicates_dropped", "dropped": dropped})
+        }
+        Adjustment::Converted => json!({"kind": "converted"}),
+    };
+    adjustments
+        .iter()
+        .map(|list| list.iter().map(one).collect::<serde_json::Value>())
+        .collect()
+}
+
+/// The adjustments [`annex`] recorded; `None` if the JSON is not its.
+fn from_annex(json: &serde_json::Value) -> Option<Vec<Vec<Adjustment>>> {
+    let one = |a: &serde_json::Value| -> Option<Adjustment> {
+        let dropped = || -> Option<Vec<String>> {
+            a.get("dropped")?
+                .as_array()?
+                .iter()
+                .map(|d| d.as_str().map(str::to_owned))
+                .collect()
+        };
+        Some(match a.get("kind")?.as_str()? {
+            "trimmed" => Adjustment::Trimmed,
+            "case_normalized" => Adjustment::CaseNormalized,
+            "truncated" => Adjustment::Truncated {
+                original_length: usize::try_from(a.get("original_length")?.as_u64()?).ok()?,
+            },
+            "options_dropped" => Adjustment::OptionsDropped {
+                dropped: dropped()?,
+            },
+            "duplicates_dropped" => Adjustment::DuplicatesDropped {
+                dropped: dropped()?,
+            },
+            "converted" => Adjustment::Converted,
+            _ => return None,
+        })
+    };
+    json.as_array()?
+        .iter()
+        .map(|list| list.as_array()?.iter().map(one).collect())
+        .collect()
+}
+
+/// Each value's adjustments for a response: the recorded ones for a
+/// repeat (the first response's), else `computed`.
+fn adjustments_for(
+    outcome: &storage::Updated,
+    computed: Vec<Vec<Adjustment>>,
+) -> Result<Vec<Vec<Adjustment>>, Error> {
+    match &outcome.replayed_annex {
+        None => Ok(computed),
+        Some(json) => from_annex(json)
+            .ok_or_else(|| Error::Internal("a request record holds no adjustments".into())),
+    }
+}
+
 /// The values a set-through-update stored, from its outcome.
-fn written_from(keys: Vec<AttributeKey>, outcome: storage::Updated) -> Written {
-    Written {
+fn written_from(
+    keys: Vec<AttributeKey>,
+    adjustments: Vec<Vec<Adjustment>>,
+    outcome: storage::Updated,
+) -> Result<Written, Error> {
+    let adjustments = adjustments_for(&outcome, adjustments)?;
+    Ok(Written {
         person_id: outcome.person_id,
         values: keys
             .into_iter()
             .zip(outcome.changes)
-            .map(|(attribute, change)| StoredAttribute {
+            .zip(
+                adjustments
+                    .into_iter()
+                    .chain(std::iter::repeat_with(Vec::new)),
+            )
+            .map(|((attribute, change), adjustments)| StoredAttribute {
                 attribute,
                 value: change.value.unwrap_or_default(),
                 etag: change.etag,
+                adjustments,
             })
             .collect(),
-    }
+    })
 }
 
 impl App {
@@ -266,10 +356,14 @@ impl App {
         who: Principal,
         key: &str,
         value: Option<&Value>,
-    ) -> Result<(AttributeKey, serde_json::Value), Error> {
+    ) -> Result<Coercion, Error> {
         let definition = self.declared(who, key).await?;
-        let stored = definition.coerce(value)?;
-        Ok((definition.key().clone(), stored.to_json()))
+        let coerced = definition.coerce(value)?;
+        Ok((
+            definition.key().clone(),
+            coerced.value.to_json(),
+            coerced.adjustments,
+        ))
     }
 
     /// For a request whose own checks failed with `error`: the first
@@ -328,14 +422,14 @@ impl App {
         &self,
         who: Principal,
         distinct_id: &DistinctId,
-        values: Vec<(AttributeKey, serde_json::Value)>,
-        request: Option<RequestKey>,
+        values: Vec<Coercion>,
+        mut request: Option<RequestKey>,
         validate_only: bool,
     ) -> Result<Written, Error> {
         if request.is_none() && !validate_only {
             let rows: Vec<_> = values
                 .iter()
-                .map(|(key, value)| (key.to_string(), value.clone()))
+                .map(|(key, value, _)| (key.to_string(), value.clone()))
                 .collect();
             let receipt = self
                 .values()
@@ -352,27 +446,34 @@ impl App {
                 person_id: Some(receipt.person_id),
                 values: values
                     .into_iter()
-                    .map(|(attribute, value)| StoredAttribute {
+                    .map(|(attribute, value, adjustments)| StoredAttribute {
                         etag: etag_of(&attribute),
                         attribute,
                         value,
+                        adjustments,
                     })
                     .collect(),
             });
         }
-        let keys: Vec<AttributeKey> = values.iter().map(|(k, _)| k.clone()).collect();
-        let changes = values
-            .into_iter()
-            .map(|(key, value)| ValueChange {
+        let mut keys = Vec::with_capacity(values.len());
+        let mut adjustments = Vec::with_capacity(values.len());
+        let mut changes = Vec::with_capacity(values.len());
+        for (key, value, adjusted) in values {
+            changes.push(ValueChange {
                 key: key.to_string(),
                 if_etag: None,
                 decide: set_to(value),
-            })
-            .collect();
+            });
+            keys.push(key);
+            adjustments.push(adjusted);
+        }
+        if let Some(request) = &mut request {
+            request.annex = annex(&adjustments);
+        }
         let outcome = self
             .apply(who, distinct_id, changes, request, validate_only)
             .await?;
-        Ok(written_from(keys, outcome))
+        written_from(keys, adjustments, outcome)
     }
 
     /// Writes `values`, each coerced to its stored form, to the person of
@@ -426,7 +527,7 @@ impl App {
                 .iter()
                 .map(|(k, _)| AttributeKey::parse_reference(k))
                 .collect::<Result<_, _>>()?;
-            return Ok(written_from(keys, outcome));
+            return written_from(keys, Vec::new(), outcome);
         }
         self.write(who, &distinct_id, stored, request, options.validate_only)
             .await
@@ -462,7 +563,11 @@ impl App {
             }
             Err(error) => {
                 let outcome = self.recorded_or(who, request.as_ref(), error).await?;
-                written_from(vec![AttributeKey::parse_reference(key)?], outcome)
+                written_from(
+                    vec![AttributeKey::parse_reference(key)?],
+                    Vec::new(),
+                    outcome,
+                )?
             }
         };
         let value = written
@@ -518,6 +623,7 @@ impl App {
             f
         })?;
         let mut changes = Vec::with_capacity(count);
+        let mut adjustments = Vec::with_capacity(count);
         let mut keys: Vec<AttributeKey> = Vec::with_capacity(count);
         let mut failures = Vec::new();
         for (i, update) in updates.iter().enumerate() {
@@ -547,24 +653,31 @@ impl App {
             }
             keys.push(key.clone());
             match definition.change(&update.operation) {
-                Ok(change) => changes.push(ValueChange {
-                    key: key.to_string(),
-                    if_etag: update.if_etag.clone().map(|etag| match etag.as_str() {
-                        "" => IfEtag::Absent,
-                        _ => IfEtag::Is(etag),
-                    }),
-                    decide: Arc::new(move |stored| {
-                        Ok(match change.apply(stored)? {
-                            Applied::Write(value) => Decision::Write(value.to_json()),
-                            Applied::Delete => Decision::Delete,
-                            Applied::Keep => Decision::Keep,
-                        })
-                    }),
+                Ok(change) => changes.push({
+                    adjustments.push(change.adjustments().to_vec());
+                    ValueChange {
+                        key: key.to_string(),
+                        if_etag: update.if_etag.clone().map(|etag| match etag.as_str() {
+                            "" => IfEtag::Absent,
+                            _ => IfEtag::Is(etag),
+                        }),
+                        decide: Arc::new(move |stored| {
+                            Ok(match change.apply(stored)? {
+                                Applied::Write(value) => Decision::Write(value.to_json()),
+                                Applied::Delete => Decision::Delete,
+                                Applied::Keep => Decision::Keep,
+                            })
+                        }),
+                    }
                 }),
                 Err(e) => failures.push((field, e)),
             }
         }
         let updated = if failures.is_empty() {
+            let mut request = request;
+            if let Some(request) = &mut request {
+                request.annex = annex(&adjustments);
+            }
             self.apply(who, &distinct_id, changes, request, options.validate_only)
                 .await?
         } else {
@@ -577,16 +690,23 @@ impl App {
                 .collect::<Result<_, _>>()?;
             outcome
         };
+        let adjustments = adjustments_for(&updated, adjustments)?;
         Ok(UpdatedAttributes {
             person_id: updated.person_id,
             results: keys
                 .into_iter()
                 .zip(updated.changes)
-                .map(|(attribute, outcome)| UpdateResult {
+                .zip(
+                    adjustments
+                        .into_iter()
+                        .chain(std::iter::repeat_with(Vec::new)),
+                )
+                .map(|((attribute, outcome), adjustments)| UpdateResult {
                     attribute,
                     value: outcome.value,
                     applied: outcome.applied,
                     etag: outcome.etag,
+                    adjustments,
                 })
                 .collect(),
         })

@@ -1,11 +1,10 @@
 //! Attribute definitions: what may be stored under a key.
 
-use crate::domain::coerce::coerce_named;
+use crate::domain::coerce::{Coerced, coerce_named};
 use crate::domain::config::AttributeConfig;
 use crate::domain::error::{Error, Reason};
 use crate::domain::key::AttributeKey;
 use crate::domain::text::{char_len, quote};
-use crate::domain::value::StoredValue;
 
 /// A declared attribute: key, typed config, optional names, archived state.
 ///
@@ -95,7 +94,7 @@ impl AttributeDefinition {
     /// refuses every write with `attribute_archived` before the value is
     /// looked at, since no value could help. Errors name the attribute, in
     /// the message and in [`Error::attribute`].
-    pub fn coerce(&self, value: Option<&prost_types::Value>) -> Result<StoredValue, Error> {
+    pub fn coerce(&self, value: Option<&prost_types::Value>) -> Result<Coerced, Error> {
         self.writable()?;
         let key = self.key.as_str();
         coerce_named(&self.config, value, Some(key)).map_err(|e| e.with_attribute(key))
@@ -326,7 +325,7 @@ mod tests {
         );
         d.set_archived(false);
         assert_eq!(
-            d.coerce(Some(&string("Teacher"))).unwrap().as_str(),
+            d.coerce(Some(&string("Teacher"))).unwrap().value.as_str(),
             Some("teacher")
         );
     }

@@ -8,10 +8,12 @@
 //! - `config`: [`AttributeType`] and the per-type configs in [`AttributeConfig`].
 //! - `definition`: [`AttributeDefinition`], its limits and updates.
 //! - `value`: [`StoredValue`], what is stored and returned.
-//! - `coerce` (with `date` and `text` helpers): client input to [`StoredValue`].
+//! - `coerce` (with `date` and `text` helpers): client input to [`StoredValue`],
+//!   with the [`Adjustment`]s made on the way (`adjustment`).
 //! - `update`: the update operations ([`Operation`]) and what each does to
 //!   a stored value ([`Change`], [`Applied`]).
 
+mod adjustment;
 mod coerce;
 mod config;
 mod date;
@@ -24,7 +26,8 @@ mod text;
 mod update;
 mod value;
 
-pub use coerce::coerce;
+pub use adjustment::Adjustment;
+pub use coerce::{Coerced, coerce};
 pub use config::{
     AttributeConfig, AttributeType, ChoiceConfig, DateConfig, MultiChoiceConfig, NumberConfig,
     TextConfig,

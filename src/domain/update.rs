@@ -12,6 +12,7 @@ use std::collections::HashSet;
 
 use serde_json::Value as Json;
 
+use crate::domain::adjustment::Adjustment;
 use crate::domain::coerce::{coerce_named, folded_elements};
 use crate::domain::config::{AttributeConfig, AttributeType, NumberConfig};
 use crate::domain::definition::AttributeDefinition;
@@ -57,6 +58,8 @@ pub struct Change {
     key: String,
     attribute_type: AttributeType,
     kind: ChangeKind,
+    /// What coercion did to the operand (set, set_once, add).
+    adjustments: Vec<Adjustment>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -101,10 +104,17 @@ impl AttributeDefinition {
             )
             .with_attribute(key)
         };
+        let mut adjustments = Vec::new();
+        let mut coerce = |value: &Option<prost_types::Value>| {
+            self.coerce(value.as_ref()).map(|c| {
+                adjustments = c.adjustments;
+                c.value
+            })
+        };
         let kind = match (operation, self.config()) {
             (Operation::Clear, _) => ChangeKind::Clear,
-            (Operation::Set(value), _) => ChangeKind::Set(self.coerce(value.as_ref())?),
-            (Operation::SetOnce(value), _) => ChangeKind::SetOnce(self.coerce(value.as_ref())?),
+            (Operation::Set(value), _) => ChangeKind::Set(coerce(value)?),
+            (Operation::SetOnce(value), _) => ChangeKind::SetOnce(coerce(value)?),
             (Operation::Increment(by), AttributeConfig::Number(config)) => {
                 self.writable()?;
                 if !by.is_finite() {
@@ -120,7 +130,7 @@ impl AttributeDefinition {
                 }
             }
             (Operation::Add(value), AttributeConfig::MultiChoice(config)) => {
-                let coerced = self.coerce(value.as_ref())?;
+                let coerced = coerce(value)?;
                 ChangeKind::Add {
                     items: coerced
                         .as_list()
@@ -142,11 +152,18 @@ impl AttributeDefinition {
             key: key.to_owned(),
             attribute_type,
             kind,
+            adjustments,
         })
     }
 }
 
 impl Change {
+    /// What coercion did to the operand: empty when it is used exactly as
+    /// sent (and for operations whose operand is not stored).
+    pub fn adjustments(&self) -> &[Adjustment] {
+        &self.adjustments
+    }
+
     /// What the change does to `stored` (the value's JSON as stored; `None`
     /// when there is none). Fails when the result breaks the definition: an
     /// increment past min or max or to a fraction where integers are
@@ -180,19 +197,21 @@ impl Change {
                 let number = prost_types::Value {
                     kind: Some(prost_types::value::Kind::NumberValue(result)),
                 };
-                let value = coerce_named(&config, Some(&number), Some(key)).map_err(|e| {
-                    Error::new(
-                        e.reason(),
-                        format!(
-                            "Incrementing {} by {} would store {}: {}",
-                            number_text(current),
-                            number_text(*by),
-                            number_text(result),
-                            e.message()
-                        ),
-                    )
-                    .with_attribute(key)
-                })?;
+                let value = coerce_named(&config, Some(&number), Some(key))
+                    .map(|c| c.value)
+                    .map_err(|e| {
+                        Error::new(
+                            e.reason(),
+                            format!(
+                                "Incrementing {} by {} would store {}: {}",
+                                number_text(current),
+                                number_text(*by),
+                                number_text(result),
+                                e.message()
+                            ),
+                        )
+                        .with_attribute(key)
+                    })?;
                 Applied::Write(value)
             }
             (ChangeKind::Add { items, max_items }, stored) => {

@@ -48,6 +48,7 @@ impl AttributesService for Attributes {
             attribute: written.value.attribute.to_string(),
             value: Some(convert::json_to_value(&written.value.value)),
             etag: etag(written.value.etag),
+            adjustments: convert::adjustments(&written.value.adjustments),
         }))
     }
 
@@ -81,6 +82,16 @@ impl AttributesService for Attributes {
                 .iter()
                 .filter_map(|v| Some((v.attribute.to_string(), v.etag?.to_string())))
                 .collect(),
+            adjustments: written
+                .values
+                .iter()
+                .map(|v| {
+                    let list = pb::Adjustments {
+                        adjustments: convert::adjustments(&v.adjustments),
+                    };
+                    (v.attribute.to_string(), list)
+                })
+                .collect(),
         }))
     }
 
@@ -113,6 +124,7 @@ impl AttributesService for Attributes {
                     value: r.value.as_ref().map(convert::json_to_value),
                     applied: r.applied,
                     etag: etag(r.etag),
+                    adjustments: convert::adjustments(&r.adjustments),
                 })
                 .collect(),
         }))

@@ -7,8 +7,8 @@ use prost_types::{ListValue, Struct, Timestamp, Value, value::Kind};
 use crate::{
     app::{self, AttributeUpdate, NewConfig, StoredDefinition},
     domain::{
-        AttributeConfig, AttributeType, ChoiceConfig, DateConfig, Error, MultiChoiceConfig,
-        NumberConfig, Operation, Reason, TextConfig,
+        Adjustment, AttributeConfig, AttributeType, ChoiceConfig, DateConfig, Error,
+        MultiChoiceConfig, NumberConfig, Operation, Reason, TextConfig,
     },
     proto::v1 as pb,
 };
@@ -75,6 +75,37 @@ pub(crate) fn updates(
     } else {
         Err(app::Error::Batch(missing))
     }
+}
+
+/// What coercion did, as the API reports it.
+pub(crate) fn adjustments(adjustments: &[Adjustment]) -> Vec<pb::Adjustment> {
+    use pb::adjustment::Kind;
+    adjustments
+        .iter()
+        .map(|a| {
+            let (kind, original_length, dropped) = match a {
+                Adjustment::Trimmed => (Kind::Trimmed, 0, Vec::new()),
+                Adjustment::CaseNormalized => (Kind::CaseNormalized, 0, Vec::new()),
+                Adjustment::Truncated { original_length } => (
+                    Kind::Truncated,
+                    u32::try_from(*original_length).unwrap_or(u32::MAX),
+                    Vec::new(),
+                ),
+                Adjustment::OptionsDropped { dropped } => {
+                    (Kind::OptionsDropped, 0, dropped.clone())
+                }
+                Adjustment::DuplicatesDropped { dropped } => {
+                    (Kind::DuplicatesDropped, 0, dropped.clone())
+                }
+                Adjustment::Converted => (Kind::Converted, 0, Vec::new()),
+            };
+            pb::Adjustment {
+                kind: kind.into(),
+                original_length,
+                dropped,
+            }
+        })
+        .collect()
 }
 
 /// A point in time as a `google.protobuf.Timestamp`.

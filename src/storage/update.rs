@@ -93,6 +93,11 @@ pub struct RequestKey {
     pub id: Uuid,
     /// A hash of the RPC and its request body: a repeat must match it.
     pub fingerprint: Vec<u8>,
+    /// What the caller knows of its response beyond the outcome (what
+    /// coercion did to the input), recorded with it so that a repeat gets
+    /// the first response even if coercion would now differ. Storage keeps
+    /// it as given.
+    pub annex: Value,
 }
 
 /// A request outcome as recorded for its repeats.
@@ -100,7 +105,7 @@ pub struct RequestKey {
 pub struct RecordedRequest {
     /// The fingerprint of the first request.
     pub fingerprint: Vec<u8>,
-    /// Its outcome.
+    /// Its outcome, with the annex in [`Updated::replayed_annex`].
     pub outcome: Updated,
 }
 
@@ -123,6 +128,9 @@ pub struct Updated {
     pub person_id: Option<PersonId>,
     /// One outcome per change, in order.
     pub changes: Vec<ChangeOutcome>,
+    /// For a repeat answered from a request record: the annex the first
+    /// request recorded (see [`RequestKey::annex`]); `None` otherwise.
+    pub replayed_annex: Option<Value>,
 }
 
 /// Who a planned row belongs to.
@@ -296,6 +304,7 @@ pub(super) fn plan(updates: &[PersonUpdate], snapshot: Snapshot) -> Plan {
         results.push(Ok(Updated {
             person_id,
             changes: outcomes,
+            replayed_annex: None,
         }));
     }
     let mut rows: Vec<RowWrite> = state
@@ -411,8 +420,9 @@ pub(super) fn triage(
 }
 
 /// The outcome as a request record stores it.
-pub(super) fn outcome_to_json(outcome: &Updated) -> Value {
+pub(super) fn outcome_to_json(outcome: &Updated, annex: &Value) -> Value {
     serde_json::json!({
+        "annex": annex,
         "person_id": outcome.person_id.map(|p| p.0.to_string()),
         "changes": outcome.changes.iter().map(|c| serde_json::json!({
             "applied": c.applied,
@@ -445,7 +455,11 @@ pub(super) fn outcome_from_json(json: &Value) -> Option<Updated> {
             })
         })
         .collect::<Option<Vec<_>>>()?;
-    Some(Updated { person_id, changes })
+    Some(Updated {
+        person_id,
+        changes,
+        replayed_annex: Some(json.get("annex").cloned().unwrap_or_default()),
+    })
 }
 
 /// The requests of `updates` that `plan` applied: each slot with the record
@@ -463,7 +477,7 @@ pub(super) fn records_of(
             Some((
                 (u.workspace, u.mode, key.id),
                 key.fingerprint.clone(),
-                outcome_to_json(outcome),
+                outcome_to_json(outcome, &key.annex),
             ))
         })
         .collect()

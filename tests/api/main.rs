@@ -5,6 +5,7 @@
 #[allow(dead_code)]
 mod common;
 
+mod adjustments;
 mod definitions;
 mod dry_runs;
 mod durability;
