@@ -9,6 +9,12 @@
 //! deals in plain records: attribute keys arrive already validated, and
 //! configs and values are JSON that storage never interprets.
 //!
+//! Updates ([`ValueStore::update_batch`]) carry, per value, a [`Decide`]
+//! closure from the caller that storage applies to the value as stored
+//! inside the write's transaction (`update` plans a batch for both
+//! backends), and optionally an idempotency key, whose outcome is recorded
+//! in the same transaction (table `requests`).
+//!
 //! Every method body runs in a task of its own (see `detached`), so a caller
 //! that gives up on a request (a client timeout, a dropped connection) never
 //! drops a database future half-way and never leaves a pooled connection in an
@@ -279,7 +285,8 @@ pub enum Error {
     RequestInProgress,
     /// An update refused against the stored values: each failing change's
     /// index with its error (a failed `if_etag`, an increment out of range),
-    /// in order. Nothing of the update was written.
+    /// in order. Nothing of the update was written. Becomes the first
+    /// error's code, with one `BadRequest` violation per change.
     #[error("{} of the changes were refused", .0.len())]
     Refused(Vec<(usize, crate::domain::Error)>),
     /// Anything else: a bug or a broken database. Becomes `INTERNAL`; the
