@@ -1474,14 +1474,14 @@ async fn a_request_repeated_while_the_first_is_in_flight_waits_or_is_in_progress
     let mut slow = append(ws, "log", "a", request(3, 3));
     let quick = slow.changes[0].decide.clone();
     slow.changes[0].decide = Arc::new(move |stored| {
-        std::thread::sleep(Duration::from_millis(800));
+        std::thread::sleep(Duration::from_millis(2000));
         quick(stored)
     });
     let first = tokio::spawn({
         let store = store.clone();
         async move { store.update_values(slow).await }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let repeat = store
         .update_values(append(ws, "log", "a", request(3, 3)))
         .await;

@@ -137,7 +137,10 @@ fn not_defined(key: &AttributeKey) -> domain::Error {
 fn person_not_found(distinct_id: &DistinctId) -> Error {
     Error::refused(
         Reason::PersonNotFound,
-        format!("No person has the distinct_id {distinct_id:?} in this workspace and mode."),
+        format!(
+            "No person has the distinct_id {:?} in this workspace and mode.",
+            distinct_id.as_str()
+        ),
     )
 }
 

@@ -218,10 +218,14 @@ async fn validate_only_clear_attribute_removes_nothing(db: &TestDb) {
         stored(&app, keys.workspace, "u", "age").await,
         Some(serde_json::json!(3.0))
     );
-    assert_refused(
+    let status = assert_refused(
         app.attributes().clear_attribute(clear("nobody")).await,
         Code::NotFound,
         "person_not_found",
+    );
+    assert_eq!(
+        status.message(),
+        "No person has the distinct_id \"nobody\" in this workspace and mode."
     );
     app.stop().await;
 }
