@@ -166,6 +166,11 @@ pub struct ServeArgs {
     #[arg(long, env = "READS_IN_FLIGHT", default_value_t = 2)]
     pub reads_in_flight: usize,
 
+    /// How often the server deletes request_id records past their 24 hours
+    /// (AIP-155 idempotency); records outlive their retention by at most this.
+    #[arg(long, env = "REQUEST_SWEEP_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub request_sweep_interval: Duration,
+
     /// Don't create a first workspace (and print its keys) when the database has none.
     #[arg(long, env = "NO_BOOTSTRAP")]
     pub no_bootstrap: bool,

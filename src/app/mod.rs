@@ -31,7 +31,10 @@ pub use definitions::{
 };
 pub use error::Error;
 pub use settings::SettingsField;
-pub use values::{Cleared, MAX_VALUES_PER_BATCH, PersonAttributes, Written, WrittenValue};
+pub use values::{
+    AttributeUpdate, Cleared, MAX_VALUES_PER_BATCH, PersonAttributes, StoredAttribute,
+    UpdateResult, UpdatedAttributes, WriteOptions, Written, WrittenValue,
+};
 pub use workspaces::{IssuedKey, create_workspace};
 
 use self::catalog::Catalog;
