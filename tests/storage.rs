@@ -73,6 +73,7 @@ fn text_definition(key: &str) -> NewDefinition {
         config: json!({"max_length": 255}),
         display_name: None,
         description: None,
+        client_writable: true,
     }
 }
 
@@ -829,6 +830,7 @@ async fn definition_updates_change_only_what_is_given(db: &TestDb) {
                 config: json!({"options": ["history", "math"], "allow_custom": false}),
                 display_name: Some("Topics".to_owned()),
                 description: Some("What they study".to_owned()),
+                client_writable: true,
             },
         )
         .await
@@ -879,7 +881,27 @@ async fn definition_updates_change_only_what_is_given(db: &TestDb) {
     assert_eq!(renamed.config, new_config);
     assert_eq!(
         store.get_definition(ws, "topics").await.unwrap(),
-        Some(renamed)
+        Some(renamed.clone())
+    );
+
+    assert!(renamed.client_writable);
+    let server_only = store
+        .update_definition(
+            ws,
+            "topics",
+            DefinitionChanges {
+                client_writable: Some(false),
+                ..DefinitionChanges::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!server_only.client_writable);
+    assert_eq!(server_only.display_name.as_deref(), Some("Subjects"));
+    assert_eq!(
+        store.get_definition(ws, "topics").await.unwrap(),
+        Some(server_only)
     );
 
     let missing = store

@@ -1,6 +1,12 @@
 //! Setting, reading and clearing a person's attribute values: each value is
 //! coerced against its definition (from the catalog, no database round trip)
 //! before one write of all of them.
+//!
+//! Public keys (browser writes, CONTRACT.md section 11) may write only
+//! attributes whose definition is `client_writable`: every write path checks
+//! it through [`App::writable`]. UpdateAttributes (section 8, built on
+//! another branch) must call it for each update too, so that its refusals
+//! are per-update violations like SetAttributes' per-value ones.
 
 use std::sync::Arc;
 
@@ -87,6 +93,18 @@ impl App {
             .ok_or_else(|| not_defined(&key).into())
     }
 
+    /// The definition of a key that `who` writes (sets, clears, updates):
+    /// as [`App::declared`], and for a public key
+    /// `attribute_not_client_writable` unless the definition lets browsers
+    /// write it.
+    async fn writable(&self, who: Principal, key: &str) -> Result<Arc<AttributeDefinition>, Error> {
+        let definition = self.declared(who, key).await?;
+        if !who.secret {
+            definition.check_client_write()?;
+        }
+        Ok(definition)
+    }
+
     /// Coerces one value for a write.
     async fn coerce(
         &self,
@@ -94,7 +112,7 @@ impl App {
         key: &str,
         value: Option<&Value>,
     ) -> Result<(AttributeKey, StoredValue), Error> {
-        let definition = self.declared(who, key).await?;
+        let definition = self.writable(who, key).await?;
         let stored = definition.coerce(value)?;
         Ok((definition.key().clone(), stored))
     }
@@ -226,7 +244,7 @@ impl App {
         key: &str,
     ) -> Result<Cleared, Error> {
         let distinct_id = DistinctId::parse(distinct_id)?;
-        let attribute = self.declared(who, key).await?.key().clone();
+        let attribute = self.writable(who, key).await?.key().clone();
         let cleared = self
             .values()
             .clear_value(

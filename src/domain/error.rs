@@ -41,12 +41,15 @@ pub enum Reason {
     /// token, an update mask). Not in the contract's table, which names no
     /// reason for these; added so they too are typed, never INTERNAL.
     InvalidArgument,
+    /// A public-key write to an attribute whose definition has
+    /// `client_writable: false`.
+    AttributeNotClientWritable,
 }
 
 impl Reason {
     /// Every reason, in the order of the contract's table, so that tests and
     /// the api layer can check that none is forgotten.
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 17] = [
         Reason::AttributeNotDefined,
         Reason::AttributeValueInvalid,
         Reason::AttributeValueTooLong,
@@ -63,6 +66,7 @@ impl Reason {
         Reason::TooManyValues,
         Reason::Unavailable,
         Reason::InvalidArgument,
+        Reason::AttributeNotClientWritable,
     ];
 
     /// The code exactly as clients match on it (`google.rpc.ErrorInfo.reason`).
@@ -84,6 +88,7 @@ impl Reason {
             Reason::TooManyValues => "too_many_values",
             Reason::Unavailable => "unavailable",
             Reason::InvalidArgument => "invalid_argument",
+            Reason::AttributeNotClientWritable => "attribute_not_client_writable",
         }
     }
 }
@@ -226,6 +231,7 @@ mod tests {
                 "too_many_values",
                 "unavailable",
                 "invalid_argument",
+                "attribute_not_client_writable",
             ]
         );
         assert_eq!(Reason::TooManyValues.to_string(), "too_many_values");

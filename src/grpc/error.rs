@@ -25,7 +25,9 @@ pub fn code(reason: Reason) -> Code {
         | Reason::TooManyValues
         | Reason::InvalidArgument => Code::InvalidArgument,
         Reason::AttributeArchived => Code::FailedPrecondition,
-        Reason::ClientAttributeWritesDisabled | Reason::SecretKeyRequired => Code::PermissionDenied,
+        Reason::ClientAttributeWritesDisabled
+        | Reason::SecretKeyRequired
+        | Reason::AttributeNotClientWritable => Code::PermissionDenied,
         Reason::MissingApiKey | Reason::InvalidApiKey => Code::Unauthenticated,
         Reason::PersonNotFound | Reason::AttributeDefinitionNotFound => Code::NotFound,
         Reason::AttributeAlreadyExists => Code::AlreadyExists,
@@ -94,6 +96,7 @@ mod tests {
             (Reason::TooManyValues, Code::InvalidArgument),
             (Reason::Unavailable, Code::Unavailable),
             (Reason::InvalidArgument, Code::InvalidArgument),
+            (Reason::AttributeNotClientWritable, Code::PermissionDenied),
         ];
         assert_eq!(expected.len(), Reason::ALL.len());
         for (reason, want) in expected {

@@ -214,10 +214,10 @@ macro_rules! sql_admin_store {
                         sqlx::query_as(
                             "INSERT INTO attribute_definitions \
                                  (workspace_id, key, attr_type, config, display_name, \
-                                  description, created_at, updated_at) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
+                                  description, client_writable, created_at, updated_at) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
                              RETURNING key, attr_type, config, display_name, description, \
-                                       archived, created_at, updated_at",
+                                       archived, client_writable, created_at, updated_at",
                         )
                         .bind(ws)
                         .bind(def.key)
@@ -225,6 +225,7 @@ macro_rules! sql_admin_store {
                         .bind(def.config)
                         .bind(def.display_name)
                         .bind(def.description)
+                        .bind(def.client_writable)
                         .bind(now())
                         .fetch_one(&writer)
                         .await
@@ -244,7 +245,7 @@ macro_rules! sql_admin_store {
                     detached(async move {
                         Ok(sqlx::query_as(
                             "SELECT key, attr_type, config, display_name, description, archived, \
-                                    created_at, updated_at \
+                                    client_writable, created_at, updated_at \
                              FROM attribute_definitions WHERE workspace_id = $1 AND key = $2",
                         )
                         .bind(ws)
@@ -271,7 +272,7 @@ macro_rules! sql_admin_store {
                     detached(async move {
                         Ok(sqlx::query_as(
                             "SELECT key, attr_type, config, display_name, description, archived, \
-                                    created_at, updated_at \
+                                    client_writable, created_at, updated_at \
                              FROM attribute_definitions \
                              WHERE workspace_id = $1 AND key > $2 AND ($3 OR NOT archived) \
                              ORDER BY key LIMIT $4",
@@ -301,16 +302,18 @@ macro_rules! sql_admin_store {
                                  config = COALESCE($3, config), \
                                  display_name = COALESCE($4, display_name), \
                                  description = COALESCE($5, description), \
-                                 updated_at = $6 \
+                                 client_writable = COALESCE($6, client_writable), \
+                                 updated_at = $7 \
                              WHERE workspace_id = $1 AND key = $2 \
                              RETURNING key, attr_type, config, display_name, description, \
-                                       archived, created_at, updated_at",
+                                       archived, client_writable, created_at, updated_at",
                         )
                         .bind(ws)
                         .bind(key)
                         .bind(changes.config)
                         .bind(changes.display_name)
                         .bind(changes.description)
+                        .bind(changes.client_writable)
                         .bind(now())
                         .fetch_optional(&writer)
                         .await?)
@@ -332,7 +335,7 @@ macro_rules! sql_admin_store {
                             "UPDATE attribute_definitions SET archived = $3, updated_at = $4 \
                              WHERE workspace_id = $1 AND key = $2 \
                              RETURNING key, attr_type, config, display_name, description, \
-                                       archived, created_at, updated_at",
+                                       archived, client_writable, created_at, updated_at",
                         )
                         .bind(ws)
                         .bind(key)

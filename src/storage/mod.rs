@@ -126,6 +126,8 @@ pub struct NewDefinition {
     pub display_name: Option<String>,
     /// A description for people.
     pub description: Option<String>,
+    /// Whether public keys may write it.
+    pub client_writable: bool,
 }
 
 /// Changes to an attribute definition: `None` leaves a field as it is.
@@ -137,6 +139,8 @@ pub struct DefinitionChanges {
     pub display_name: Option<String>,
     /// A new description.
     pub description: Option<String>,
+    /// Whether public keys may write it, from now on.
+    pub client_writable: Option<bool>,
 }
 
 /// An attribute definition as stored.
@@ -154,6 +158,8 @@ pub struct DefinitionRecord {
     pub description: Option<String>,
     /// Archived attributes keep their values but take no writes.
     pub archived: bool,
+    /// Whether public keys may write it.
+    pub client_writable: bool,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When it was last changed (including archiving).

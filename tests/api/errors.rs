@@ -285,6 +285,7 @@ async fn declaring_a_taken_key_is_attribute_already_exists(db: &TestDb) {
                 config: None,
                 display_name: String::new(),
                 description: String::new(),
+                client_writable: None,
             },
         ))
         .await;
@@ -316,6 +317,7 @@ async fn definition_rpcs_on_an_unknown_key_are_not_found(db: &TestDb) {
                     config: None,
                     display_name: Some("Ghost".into()),
                     description: None,
+                    client_writable: None,
                 },
             ))
             .await,
@@ -359,6 +361,7 @@ async fn bad_definitions_are_invalid_attribute_definition(db: &TestDb) {
                 config,
                 display_name: String::new(),
                 description: String::new(),
+                client_writable: None,
             },
         )
     };
@@ -403,6 +406,7 @@ async fn bad_definitions_are_invalid_attribute_definition(db: &TestDb) {
                 config: Some(single_choice(&["a"])),
                 display_name: None,
                 description: None,
+                client_writable: None,
             },
         ))
         .await;

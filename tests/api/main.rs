@@ -15,5 +15,6 @@ mod foundation;
 mod helpers;
 mod http;
 mod outage;
+mod safety;
 mod scope;
 mod values;

@@ -1,0 +1,218 @@
+//! Browser writes, made safe (CONTRACT.md section 11), over gRPC and REST
+//! on both backends: per-attribute client writes, allowed origins, identity
+//! verification and rate limits for public keys, and secret keys untouched
+//! by all four.
+
+use reqwest::Method;
+use serde_json::json;
+use tonic::Code;
+use tonic_types::StatusExt;
+use vevee_attributes::proto::v1::{self as pb, AttributeType};
+
+use crate::{
+    backend_tests,
+    common::TestDb,
+    helpers::{Keys, TestApp, assert_refused, authed, error_attribute, get, s, set, spawn_app},
+    http::Rest,
+};
+
+backend_tests! {
+    a_public_key_cannot_write_an_attribute_that_is_not_client_writable,
+}
+
+/// Turns `client_attribute_writes` on, with the secret key.
+async fn allow_client_writes(app: &TestApp, keys: &Keys) {
+    app.settings()
+        .update_workspace_settings(authed(
+            &keys.sk_live,
+            pb::UpdateWorkspaceSettingsRequest {
+                settings: Some(pb::WorkspaceSettings {
+                    client_attribute_writes: true,
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["client_attribute_writes".into()],
+                }),
+            },
+        ))
+        .await
+        .expect("client writes on");
+}
+
+/// Declares a text attribute `key` with `client_writable` as given.
+async fn define_text(app: &TestApp, keys: &Keys, key: &str, client_writable: Option<bool>) {
+    app.definitions()
+        .create_attribute_definition(authed(
+            &keys.sk_live,
+            pb::CreateAttributeDefinitionRequest {
+                key: key.into(),
+                r#type: AttributeType::Text.into(),
+                config: None,
+                display_name: String::new(),
+                description: String::new(),
+                client_writable,
+            },
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("define {key}: {e:?}"));
+}
+
+/// SetAttributes of `values` with `key`, and `headers` as metadata.
+async fn set_many(
+    app: &TestApp,
+    key: &str,
+    distinct_id: &str,
+    values: &[(&str, &str)],
+) -> Result<pb::SetAttributesResponse, tonic::Status> {
+    let request = pb::SetAttributesRequest {
+        distinct_id: distinct_id.into(),
+        values: values
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), s(v)))
+            .collect(),
+    };
+    app.attributes()
+        .set_attributes(authed(key, request))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// ClearAttribute with `key`.
+async fn clear(
+    app: &TestApp,
+    key: &str,
+    distinct_id: &str,
+    attribute: &str,
+) -> Result<pb::ClearAttributeResponse, tonic::Status> {
+    app.attributes()
+        .clear_attribute(authed(
+            key,
+            pb::ClearAttributeRequest {
+                distinct_id: distinct_id.into(),
+                attribute: attribute.into(),
+            },
+        ))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+async fn a_public_key_cannot_write_an_attribute_that_is_not_client_writable(db: &TestDb) {
+    let app = spawn_app(&db.url, &[]).await;
+    let keys = app.workspace().await;
+    allow_client_writes(&app, &keys).await;
+    define_text(&app, &keys, "name", None).await;
+    define_text(&app, &keys, "plan", Some(false)).await;
+
+    // gRPC: SetAttribute, SetAttributes (a violation per value), ClearAttribute.
+    let refused = assert_refused(
+        set(&app, &keys.pk_live, "u", "plan", s("gold")).await,
+        Code::PermissionDenied,
+        "attribute_not_client_writable",
+    );
+    assert_eq!(error_attribute(&refused).as_deref(), Some("plan"));
+    let batch = assert_refused(
+        set_many(
+            &app,
+            &keys.pk_live,
+            "u",
+            &[("name", "Ada"), ("plan", "gold")],
+        )
+        .await,
+        Code::PermissionDenied,
+        "attribute_not_client_writable",
+    );
+    let violations = batch
+        .get_details_bad_request()
+        .expect("BadRequest")
+        .field_violations;
+    assert_eq!(violations.len(), 1, "{violations:?}");
+    assert_eq!(violations[0].field, "values.plan");
+    assert!(
+        violations[0]
+            .description
+            .starts_with("attribute_not_client_writable")
+    );
+    // All or nothing: not even the writable value, not even the person.
+    assert_refused(
+        get(&app, &keys.sk_live, "u").await,
+        Code::NotFound,
+        "person_not_found",
+    );
+    assert_refused(
+        clear(&app, &keys.pk_live, "u", "plan").await,
+        Code::PermissionDenied,
+        "attribute_not_client_writable",
+    );
+
+    // Secret keys write it as ever; public keys still write the others.
+    set(&app, &keys.sk_live, "u", "plan", s("gold"))
+        .await
+        .unwrap();
+    set(&app, &keys.pk_live, "u", "name", s("Ada"))
+        .await
+        .unwrap();
+    assert!(
+        clear(&app, &keys.sk_live, "u", "plan")
+            .await
+            .unwrap()
+            .cleared
+    );
+
+    // REST: the same refusals with 403, and the definition shows the flag.
+    let [h1, h2] = Rest::both(&app);
+    let definition = h1
+        .ok(
+            Method::GET,
+            "/api/v1/attributes/definitions/plan",
+            &keys.sk_live,
+            json!({}),
+        )
+        .await;
+    assert_eq!(definition["clientWritable"], false);
+    for rest in [&h1, &h2] {
+        let answer = rest
+            .call(
+                Method::POST,
+                "/api/v1/attributes/values",
+                &keys.pk_live,
+                json!({"distinctId": "u", "attribute": "plan", "value": "gold"}),
+            )
+            .await;
+        answer.refused(403, Code::PermissionDenied, "attribute_not_client_writable");
+        let info = answer.detail("type.googleapis.com/google.rpc.ErrorInfo");
+        assert_eq!(info["metadata"]["attribute"], "plan");
+        let answer = rest
+            .call(
+                Method::POST,
+                "/api/v1/attributes/values:batchSet",
+                &keys.pk_live,
+                json!({"distinctId": "u", "values": {"name": "Bo", "plan": "gold"}}),
+            )
+            .await;
+        answer.refused(403, Code::PermissionDenied, "attribute_not_client_writable");
+        let bad = answer.detail("type.googleapis.com/google.rpc.BadRequest");
+        assert_eq!(bad["fieldViolations"][0]["field"], "values.plan");
+        rest.call(
+            Method::DELETE,
+            "/api/v1/persons/u/attributes/plan",
+            &keys.pk_live,
+            json!({}),
+        )
+        .await
+        .refused(403, Code::PermissionDenied, "attribute_not_client_writable");
+    }
+
+    // Made client-writable again (PATCH), it takes public writes at once here.
+    let patched = h1
+        .ok(
+            Method::PATCH,
+            "/api/v1/attributes/definitions/plan",
+            &keys.sk_live,
+            json!({"clientWritable": true}),
+        )
+        .await;
+    assert_eq!(patched["clientWritable"], true);
+    set(&app, &keys.pk_live, "u", "plan", s("free"))
+        .await
+        .unwrap();
+    app.stop().await;
+}
