@@ -3,7 +3,7 @@
 //! door names for the operation called.
 
 use super::{App, Error, api_key::ApiKey};
-use crate::domain::{Mode, Reason, WorkspaceId};
+use crate::domain::{self, Mode, Reason, WorkspaceId};
 
 /// The holder of a valid key: the only workspace and mode a request sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +78,11 @@ impl App {
                     .await?
                     .client_attribute_writes =>
             {
+                if let Some(limiter) = &self.inner.per_key {
+                    limiter.take(key.hash()).map_err(|wait| {
+                        rate_limited(wait, "This public key is over its request rate")
+                    })?;
+                }
                 Ok(principal)
             }
             Scope::ClientWrite => Err(Error::refused(
@@ -87,4 +92,18 @@ impl App {
             )),
         }
     }
+}
+
+/// `rate_limited`, retryable after `wait`; `what` says which limit.
+pub(super) fn rate_limited(wait: std::time::Duration, what: &str) -> Error {
+    Error::Limited(
+        domain::Error::new(
+            Reason::RateLimited,
+            format!(
+                "{what} on this server; retry in {} ms (RetryInfo, or Retry-After over REST).",
+                wait.as_millis().max(1)
+            ),
+        ),
+        wait,
+    )
 }

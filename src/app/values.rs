@@ -13,7 +13,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use prost_types::Value;
 
-use super::{App, Error, Principal};
+use super::{App, Error, Principal, access::rate_limited};
 use crate::domain::{
     self, AttributeDefinition, AttributeKey, DistinctId, PersonId, Reason, StoredValue,
 };
@@ -93,6 +93,21 @@ impl App {
             .ok_or_else(|| not_defined(&key).into())
     }
 
+    /// What a public-key write must pass before its values are looked at:
+    /// the per-person rate limit. Secret keys pass. UpdateAttributes
+    /// (section 8) must call it too.
+    fn client_write(&self, who: Principal, distinct_id: &DistinctId) -> Result<(), Error> {
+        if who.secret {
+            return Ok(());
+        }
+        if let Some(limiter) = &self.inner.per_person {
+            limiter
+                .take((who.workspace, who.mode, distinct_id.as_str()))
+                .map_err(|wait| rate_limited(wait, "This person is written too often"))?;
+        }
+        Ok(())
+    }
+
     /// The definition of a key that `who` writes (sets, clears, updates):
     /// as [`App::declared`], and for a public key
     /// `attribute_not_client_writable` unless the definition lets browsers
@@ -137,6 +152,7 @@ impl App {
             ));
         }
         let distinct_id = DistinctId::parse(distinct_id)?;
+        self.client_write(who, &distinct_id)?;
         // Key order makes "the first failure" well defined.
         values.sort_by(|a, b| a.0.cmp(&b.0));
         let mut stored = Vec::with_capacity(values.len());
@@ -170,6 +186,7 @@ impl App {
         value: Option<&Value>,
     ) -> Result<WrittenValue, Error> {
         let distinct_id = DistinctId::parse(distinct_id)?;
+        self.client_write(who, &distinct_id)?;
         let stored = self.coerce(who, key, value).await?;
         let person_id = self
             .write(who, &distinct_id, std::slice::from_ref(&stored))
@@ -244,6 +261,7 @@ impl App {
         key: &str,
     ) -> Result<Cleared, Error> {
         let distinct_id = DistinctId::parse(distinct_id)?;
+        self.client_write(who, &distinct_id)?;
         let attribute = self.writable(who, key).await?.key().clone();
         let cleared = self
             .values()

@@ -316,6 +316,7 @@ impl From<app::Error> for Error {
         match err {
             app::Error::Refused(e) => Error::from(e),
             app::Error::Batch(_) => Error::Invalid(err.to_string()),
+            app::Error::Limited(e, _) => Error::from(e),
             app::Error::Internal(e) => Error::Internal(e.to_string()),
         }
     }
@@ -386,7 +387,12 @@ impl Session {
         Ok(Session {
             // One process, one command: no other replica to wait for, and no
             // writes to coalesce.
-            app: App::new(store.clone(), store, std::time::Duration::ZERO),
+            app: App::new(
+                store.clone(),
+                store,
+                std::time::Duration::ZERO,
+                app::PublicKeyLimits::off(),
+            ),
             json: common.json,
         })
     }

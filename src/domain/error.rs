@@ -44,12 +44,14 @@ pub enum Reason {
     /// A public-key write to an attribute whose definition has
     /// `client_writable: false`.
     AttributeNotClientWritable,
+    /// A public key over its rate, per key or per person.
+    RateLimited,
 }
 
 impl Reason {
     /// Every reason, in the order of the contract's table, so that tests and
     /// the api layer can check that none is forgotten.
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 18] = [
         Reason::AttributeNotDefined,
         Reason::AttributeValueInvalid,
         Reason::AttributeValueTooLong,
@@ -67,6 +69,7 @@ impl Reason {
         Reason::Unavailable,
         Reason::InvalidArgument,
         Reason::AttributeNotClientWritable,
+        Reason::RateLimited,
     ];
 
     /// The code exactly as clients match on it (`google.rpc.ErrorInfo.reason`).
@@ -89,6 +92,7 @@ impl Reason {
             Reason::Unavailable => "unavailable",
             Reason::InvalidArgument => "invalid_argument",
             Reason::AttributeNotClientWritable => "attribute_not_client_writable",
+            Reason::RateLimited => "rate_limited",
         }
     }
 }
@@ -232,6 +236,7 @@ mod tests {
                 "unavailable",
                 "invalid_argument",
                 "attribute_not_client_writable",
+                "rate_limited",
             ]
         );
         assert_eq!(Reason::TooManyValues.to_string(), "too_many_values");

@@ -32,6 +32,7 @@ pub fn code(reason: Reason) -> Code {
         Reason::PersonNotFound | Reason::AttributeDefinitionNotFound => Code::NotFound,
         Reason::AttributeAlreadyExists => Code::AlreadyExists,
         Reason::Unavailable => Code::Unavailable,
+        Reason::RateLimited => Code::ResourceExhausted,
     }
 }
 
@@ -39,6 +40,9 @@ impl From<app::Error> for Status {
     fn from(err: app::Error) -> Self {
         match err {
             app::Error::Refused(error) => status(&error, ErrorDetails::new()),
+            app::Error::Limited(error, retry_after) => {
+                status(&error, ErrorDetails::with_retry_info(Some(retry_after)))
+            }
             app::Error::Batch(failures) => {
                 let mut details = ErrorDetails::new();
                 for (key, error) in &failures {
@@ -97,6 +101,7 @@ mod tests {
             (Reason::Unavailable, Code::Unavailable),
             (Reason::InvalidArgument, Code::InvalidArgument),
             (Reason::AttributeNotClientWritable, Code::PermissionDenied),
+            (Reason::RateLimited, Code::ResourceExhausted),
         ];
         assert_eq!(expected.len(), Reason::ALL.len());
         for (reason, want) in expected {

@@ -18,6 +18,8 @@ use crate::{
 
 backend_tests! {
     a_public_key_cannot_write_an_attribute_that_is_not_client_writable,
+    a_public_key_over_its_rate_is_rate_limited_with_retry_info,
+    one_person_written_too_often_is_rate_limited_but_others_are_not,
 }
 
 /// Turns `client_attribute_writes` on, with the secret key.
@@ -214,5 +216,120 @@ async fn a_public_key_cannot_write_an_attribute_that_is_not_client_writable(db: 
     set(&app, &keys.pk_live, "u", "plan", s("free"))
         .await
         .unwrap();
+    app.stop().await;
+}
+
+/// Asserts a `rate_limited` status with a RetryInfo of at least `min`.
+fn assert_rate_limited<T: std::fmt::Debug>(
+    result: Result<T, tonic::Status>,
+    min: std::time::Duration,
+) {
+    let status = assert_refused(result, Code::ResourceExhausted, "rate_limited");
+    let retry = status.get_details_retry_info().expect("RetryInfo");
+    let delay = retry.retry_delay.expect("a retry delay");
+    assert!(delay >= min, "{delay:?}");
+}
+
+async fn a_public_key_over_its_rate_is_rate_limited_with_retry_info(db: &TestDb) {
+    // One token a minute: the refill never matters within the test.
+    let app = spawn_app(
+        &db.url,
+        &[
+            "--public-key-rate",
+            "1/min,burst=3",
+            "--public-key-rate-per-person",
+            "off",
+        ],
+    )
+    .await;
+    let keys = app.workspace().await;
+    allow_client_writes(&app, &keys).await;
+    define_text(&app, &keys, "name", None).await;
+    for i in 0..3 {
+        set(&app, &keys.pk_live, &format!("u{i}"), "name", s("Ada"))
+            .await
+            .unwrap_or_else(|e| panic!("request {i} of the burst: {e:?}"));
+    }
+    assert_rate_limited(
+        set(&app, &keys.pk_live, "u9", "name", s("Ada")).await,
+        std::time::Duration::from_secs(50),
+    );
+    // REST: 429 with Retry-After (whole seconds, rounded up) and the RetryInfo.
+    let [h1, h2] = Rest::both(&app);
+    for rest in [&h1, &h2] {
+        let answer = rest
+            .call(
+                Method::POST,
+                "/api/v1/attributes/values",
+                &keys.pk_live,
+                json!({"distinctId": "u", "attribute": "name", "value": "Ada"}),
+            )
+            .await;
+        answer.refused(429, Code::ResourceExhausted, "rate_limited");
+        let after: u64 = answer.headers["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((50..=60).contains(&after), "Retry-After {after}");
+        answer.detail("type.googleapis.com/google.rpc.RetryInfo");
+    }
+    set(&app, &keys.pk_test, "u", "name", s("Ada"))
+        .await
+        .expect("pk_test has its own bucket");
+    // Secret keys are not limited.
+    for i in 0..20 {
+        set(&app, &keys.sk_live, &format!("s{i}"), "name", s("Ada"))
+            .await
+            .unwrap();
+    }
+    app.stop().await;
+}
+
+async fn one_person_written_too_often_is_rate_limited_but_others_are_not(db: &TestDb) {
+    let app = spawn_app(
+        &db.url,
+        &[
+            "--public-key-rate",
+            "off",
+            "--public-key-rate-per-person",
+            "1/min,burst=2",
+        ],
+    )
+    .await;
+    let keys = app.workspace().await;
+    allow_client_writes(&app, &keys).await;
+    define_text(&app, &keys, "name", None).await;
+    set(&app, &keys.pk_live, "ada", "name", s("Ada"))
+        .await
+        .unwrap();
+    set_many(&app, &keys.pk_live, "ada", &[("name", "Ada")])
+        .await
+        .unwrap();
+    assert_rate_limited(
+        clear(&app, &keys.pk_live, "ada", "name").await,
+        std::time::Duration::from_secs(50),
+    );
+    let [h1, _] = Rest::both(&app);
+    h1.call(
+        Method::POST,
+        "/api/v1/attributes/values:batchSet",
+        &keys.pk_live,
+        json!({"distinctId": "ada", "values": {"name": "Ada"}}),
+    )
+    .await
+    .refused(429, Code::ResourceExhausted, "rate_limited");
+    // Another person, the same person in test mode, and secret keys pass.
+    set(&app, &keys.pk_live, "bo", "name", s("Bo"))
+        .await
+        .unwrap();
+    set(&app, &keys.pk_test, "ada", "name", s("Ada"))
+        .await
+        .unwrap();
+    for _ in 0..10 {
+        set(&app, &keys.sk_live, "ada", "name", s("Ada"))
+            .await
+            .unwrap();
+    }
     app.stop().await;
 }
