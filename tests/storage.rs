@@ -249,6 +249,7 @@ async fn a_workspace_never_sees_another_workspaces_rows(db: &TestDb) {
             a,
             Settings {
                 client_attribute_writes: true,
+                ..Settings::default()
             },
         )
         .await
@@ -330,7 +331,8 @@ async fn a_workspace_never_sees_another_workspaces_rows(db: &TestDb) {
     assert_eq!(
         store.get_settings(b).await.unwrap(),
         Some(Settings {
-            client_attribute_writes: false
+            client_attribute_writes: false,
+            ..Settings::default()
         })
     );
     assert!(store.list_api_keys(b).await.unwrap().is_empty());
@@ -1008,13 +1010,22 @@ async fn settings_default_to_off_and_can_be_turned_on_and_off(db: &TestDb) {
     );
     let on = Settings {
         client_attribute_writes: true,
+        identity_verification: vevee_attributes::domain::IdentityVerification::Required,
+        allowed_origins: vec![
+            "https://*.example.com".into(),
+            "http://localhost:3000".into(),
+        ],
     };
-    assert_eq!(store.update_settings(ws.id, on).await.unwrap(), Some(on));
-    assert_eq!(store.get_settings(ws.id).await.unwrap(), Some(on));
-    let off = Settings {
-        client_attribute_writes: false,
-    };
-    assert_eq!(store.update_settings(ws.id, off).await.unwrap(), Some(off));
+    assert_eq!(
+        store.update_settings(ws.id, on.clone()).await.unwrap(),
+        Some(on.clone())
+    );
+    assert_eq!(store.get_settings(ws.id).await.unwrap(), Some(on.clone()));
+    let off = Settings::default();
+    assert_eq!(
+        store.update_settings(ws.id, off.clone()).await.unwrap(),
+        Some(off.clone())
+    );
     assert_eq!(store.get_settings(ws.id).await.unwrap(), Some(off));
 
     let nowhere = WorkspaceId(uuid::Uuid::new_v4());

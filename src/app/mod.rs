@@ -10,6 +10,7 @@
 //! - `definitions`: declaring, changing, archiving and listing attributes.
 //! - `values`: setting, reading and clearing a person's values.
 //! - `settings`: workspace settings with update masks.
+//! - `identity`: identity secrets and the check of identity signatures.
 //! - `catalog`: the caches, with their staleness bound.
 //! - `rate_limit`: token buckets of public keys ([`Rate`], [`Clock`]).
 //! - `error`: [`Error`], the one error type of the layer.
@@ -19,6 +20,7 @@ mod api_key;
 mod catalog;
 mod definitions;
 mod error;
+mod identity;
 mod rate_limit;
 mod settings;
 mod values;
@@ -26,12 +28,13 @@ mod workspaces;
 
 use std::{sync::Arc, time::Duration};
 
-pub use access::{Principal, Scope};
+pub use access::{Credentials, Principal, Scope};
 pub use api_key::ApiKey;
 pub use definitions::{
     DEFAULT_PAGE_SIZE, DefinitionPage, MAX_PAGE_SIZE, NewConfig, StoredDefinition,
 };
 pub use error::Error;
+pub use identity::{IssuedSecret, MAX_ACTIVE_IDENTITY_SECRETS};
 pub use rate_limit::{Clock, Rate, SystemClock};
 pub use settings::SettingsField;
 pub use values::{Cleared, MAX_VALUES_PER_BATCH, PersonAttributes, Written, WrittenValue};

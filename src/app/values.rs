@@ -94,12 +94,14 @@ impl App {
     }
 
     /// What a public-key write must pass before its values are looked at:
-    /// the per-person rate limit. Secret keys pass. UpdateAttributes
-    /// (section 8) must call it too.
-    fn client_write(&self, who: Principal, distinct_id: &DistinctId) -> Result<(), Error> {
+    /// identity verification, then the per-person rate limit (so that only
+    /// a verified caller can drain a person's bucket). Secret keys pass.
+    /// UpdateAttributes (section 8) must call it too.
+    async fn client_write(&self, who: Principal, distinct_id: &DistinctId) -> Result<(), Error> {
         if who.secret {
             return Ok(());
         }
+        self.verify_identity(who, distinct_id).await?;
         if let Some(limiter) = &self.inner.per_person {
             limiter
                 .take((who.workspace, who.mode, distinct_id.as_str()))
@@ -152,7 +154,7 @@ impl App {
             ));
         }
         let distinct_id = DistinctId::parse(distinct_id)?;
-        self.client_write(who, &distinct_id)?;
+        self.client_write(who, &distinct_id).await?;
         // Key order makes "the first failure" well defined.
         values.sort_by(|a, b| a.0.cmp(&b.0));
         let mut stored = Vec::with_capacity(values.len());
@@ -186,7 +188,7 @@ impl App {
         value: Option<&Value>,
     ) -> Result<WrittenValue, Error> {
         let distinct_id = DistinctId::parse(distinct_id)?;
-        self.client_write(who, &distinct_id)?;
+        self.client_write(who, &distinct_id).await?;
         let stored = self.coerce(who, key, value).await?;
         let person_id = self
             .write(who, &distinct_id, std::slice::from_ref(&stored))
@@ -261,7 +263,7 @@ impl App {
         key: &str,
     ) -> Result<Cleared, Error> {
         let distinct_id = DistinctId::parse(distinct_id)?;
-        self.client_write(who, &distinct_id)?;
+        self.client_write(who, &distinct_id).await?;
         let attribute = self.writable(who, key).await?.key().clone();
         let cleared = self
             .values()

@@ -46,12 +46,22 @@ pub enum Reason {
     AttributeNotClientWritable,
     /// A public key over its rate, per key or per person.
     RateLimited,
+    /// A public-key write without a valid identity signature where the
+    /// workspace requires one.
+    IdentityVerificationFailed,
+    /// A public-key request from an origin outside `allowed_origins`.
+    OriginNotAllowed,
+    /// Creating an identity secret while the most allowed are active. Not in
+    /// the contract's table (it names none); FAILED_PRECONDITION.
+    TooManyIdentitySecrets,
+    /// No identity secret has this id. Not in the contract's table.
+    IdentitySecretNotFound,
 }
 
 impl Reason {
     /// Every reason, in the order of the contract's table, so that tests and
     /// the api layer can check that none is forgotten.
-    pub const ALL: [Reason; 18] = [
+    pub const ALL: [Reason; 22] = [
         Reason::AttributeNotDefined,
         Reason::AttributeValueInvalid,
         Reason::AttributeValueTooLong,
@@ -70,6 +80,10 @@ impl Reason {
         Reason::InvalidArgument,
         Reason::AttributeNotClientWritable,
         Reason::RateLimited,
+        Reason::IdentityVerificationFailed,
+        Reason::OriginNotAllowed,
+        Reason::TooManyIdentitySecrets,
+        Reason::IdentitySecretNotFound,
     ];
 
     /// The code exactly as clients match on it (`google.rpc.ErrorInfo.reason`).
@@ -93,6 +107,10 @@ impl Reason {
             Reason::InvalidArgument => "invalid_argument",
             Reason::AttributeNotClientWritable => "attribute_not_client_writable",
             Reason::RateLimited => "rate_limited",
+            Reason::IdentityVerificationFailed => "identity_verification_failed",
+            Reason::OriginNotAllowed => "origin_not_allowed",
+            Reason::TooManyIdentitySecrets => "too_many_identity_secrets",
+            Reason::IdentitySecretNotFound => "identity_secret_not_found",
         }
     }
 }
@@ -237,6 +255,10 @@ mod tests {
                 "invalid_argument",
                 "attribute_not_client_writable",
                 "rate_limited",
+                "identity_verification_failed",
+                "origin_not_allowed",
+                "too_many_identity_secrets",
+                "identity_secret_not_found",
             ]
         );
         assert_eq!(Reason::TooManyValues.to_string(), "too_many_values");

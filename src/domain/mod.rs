@@ -8,8 +8,10 @@
 //! - `config`: [`AttributeType`] and the per-type configs in [`AttributeConfig`].
 //! - `definition`: [`AttributeDefinition`], its limits and updates.
 //! - `value`: [`StoredValue`], what is stored and returned.
+//! - `browser`: [`IdentityVerification`] and the origin patterns of browser writes.
 //! - `coerce` (with `date` and `text` helpers): client input to [`StoredValue`].
 
+mod browser;
 mod coerce;
 mod config;
 mod date;
@@ -21,6 +23,7 @@ mod key;
 mod text;
 mod value;
 
+pub use browser::{IdentityVerification, origin_allowed, parse_origin_pattern};
 pub use coerce::coerce;
 pub use config::{
     AttributeConfig, AttributeType, ChoiceConfig, DateConfig, MultiChoiceConfig, NumberConfig,

@@ -27,7 +27,11 @@ pub fn code(reason: Reason) -> Code {
         Reason::AttributeArchived => Code::FailedPrecondition,
         Reason::ClientAttributeWritesDisabled
         | Reason::SecretKeyRequired
-        | Reason::AttributeNotClientWritable => Code::PermissionDenied,
+        | Reason::AttributeNotClientWritable
+        | Reason::IdentityVerificationFailed
+        | Reason::OriginNotAllowed => Code::PermissionDenied,
+        Reason::TooManyIdentitySecrets => Code::FailedPrecondition,
+        Reason::IdentitySecretNotFound => Code::NotFound,
         Reason::MissingApiKey | Reason::InvalidApiKey => Code::Unauthenticated,
         Reason::PersonNotFound | Reason::AttributeDefinitionNotFound => Code::NotFound,
         Reason::AttributeAlreadyExists => Code::AlreadyExists,
@@ -102,6 +106,10 @@ mod tests {
             (Reason::InvalidArgument, Code::InvalidArgument),
             (Reason::AttributeNotClientWritable, Code::PermissionDenied),
             (Reason::RateLimited, Code::ResourceExhausted),
+            (Reason::IdentityVerificationFailed, Code::PermissionDenied),
+            (Reason::OriginNotAllowed, Code::PermissionDenied),
+            (Reason::TooManyIdentitySecrets, Code::FailedPrecondition),
+            (Reason::IdentitySecretNotFound, Code::NotFound),
         ];
         assert_eq!(expected.len(), Reason::ALL.len());
         for (reason, want) in expected {

@@ -464,6 +464,7 @@ async fn a_bad_page_token_or_update_mask_is_invalid_argument(db: &TestDb) {
             pb::UpdateWorkspaceSettingsRequest {
                 settings: Some(pb::WorkspaceSettings {
                     client_attribute_writes: true,
+                    ..Default::default()
                 }),
                 update_mask: Some(prost_types::FieldMask {
                     paths: vec!["no_such_setting".into()],

@@ -20,6 +20,65 @@ backend_tests! {
     a_public_key_cannot_write_an_attribute_that_is_not_client_writable,
     a_public_key_over_its_rate_is_rate_limited_with_retry_info,
     one_person_written_too_often_is_rate_limited_but_others_are_not,
+    identity_verification_takes_signatures_of_active_secrets_only,
+    public_keys_are_refused_from_origins_outside_allowed_origins,
+}
+
+/// hex(HMAC-SHA256(secret, distinct_id)), as a customer's backend computes it.
+fn sign(secret: &str, distinct_id: &str) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(distinct_id.as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// SetAttribute of `name` with `key` and extra metadata.
+async fn set_with(
+    app: &TestApp,
+    key: &str,
+    distinct_id: &str,
+    metadata: &[(&'static str, &str)],
+) -> Result<pb::SetAttributeResponse, tonic::Status> {
+    let mut request = authed(
+        key,
+        pb::SetAttributeRequest {
+            distinct_id: distinct_id.into(),
+            attribute: "name".into(),
+            value: Some(s("Ada")),
+        },
+    );
+    for (name, value) in metadata {
+        request.metadata_mut().insert(*name, value.parse().unwrap());
+    }
+    app.attributes()
+        .set_attribute(request)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// Changes the settings named by `paths` to `settings`, over gRPC.
+async fn update_settings(
+    app: &TestApp,
+    keys: &Keys,
+    settings: pb::WorkspaceSettings,
+    paths: &[&str],
+) {
+    app.settings()
+        .update_workspace_settings(authed(
+            &keys.sk_live,
+            pb::UpdateWorkspaceSettingsRequest {
+                settings: Some(settings),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+                }),
+            },
+        ))
+        .await
+        .expect("settings updated");
 }
 
 /// Turns `client_attribute_writes` on, with the secret key.
@@ -30,6 +89,7 @@ async fn allow_client_writes(app: &TestApp, keys: &Keys) {
             pb::UpdateWorkspaceSettingsRequest {
                 settings: Some(pb::WorkspaceSettings {
                     client_attribute_writes: true,
+                    ..Default::default()
                 }),
                 update_mask: Some(prost_types::FieldMask {
                     paths: vec!["client_attribute_writes".into()],
@@ -330,6 +390,242 @@ async fn one_person_written_too_often_is_rate_limited_but_others_are_not(db: &Te
         set(&app, &keys.sk_live, "ada", "name", s("Ada"))
             .await
             .unwrap();
+    }
+    app.stop().await;
+}
+
+async fn identity_verification_takes_signatures_of_active_secrets_only(db: &TestDb) {
+    let app = spawn_app(&db.url, &[]).await;
+    let keys = app.workspace().await;
+    allow_client_writes(&app, &keys).await;
+    define_text(&app, &keys, "name", None).await;
+    let mut settings = app.settings();
+    let first = settings
+        .create_identity_secret(authed(&keys.sk_live, pb::CreateIdentitySecretRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(first.secret.starts_with("vis_"), "{first:?}");
+    // Off by default: no signature needed.
+    set_with(&app, &keys.pk_live, "ada", &[])
+        .await
+        .expect("verification is off");
+    update_settings(
+        &app,
+        &keys,
+        pb::WorkspaceSettings {
+            identity_verification: pb::IdentityVerification::Required.into(),
+            ..Default::default()
+        },
+        &["identity_verification"],
+    )
+    .await;
+
+    let good = sign(&first.secret, "ada");
+    set_with(&app, &keys.pk_live, "ada", &[("x-vevee-identity", &good)])
+        .await
+        .expect("signed");
+    for (distinct_id, metadata) in [
+        ("ada", vec![]),
+        ("bo", vec![("x-vevee-identity", good.as_str())]),
+        ("ada", vec![("x-vevee-identity", "not-hex")]),
+    ] {
+        assert_refused(
+            set_with(&app, &keys.pk_live, distinct_id, &metadata).await,
+            Code::PermissionDenied,
+            "identity_verification_failed",
+        );
+    }
+    assert_refused(
+        set_many(&app, &keys.pk_live, "ada", &[("name", "Ada")]).await,
+        Code::PermissionDenied,
+        "identity_verification_failed",
+    );
+    assert_refused(
+        clear(&app, &keys.pk_live, "ada", "name").await,
+        Code::PermissionDenied,
+        "identity_verification_failed",
+    );
+    // Secret keys never need one.
+    set(&app, &keys.sk_live, "bo", "name", s("Bo"))
+        .await
+        .unwrap();
+
+    // Rotation: two active secrets both verify; a third is refused.
+    let second = settings
+        .create_identity_secret(authed(&keys.sk_live, pb::CreateIdentitySecretRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_refused(
+        settings
+            .create_identity_secret(authed(&keys.sk_live, pb::CreateIdentitySecretRequest {}))
+            .await,
+        Code::FailedPrecondition,
+        "too_many_identity_secrets",
+    );
+    let newer = sign(&second.secret, "ada");
+    set_with(&app, &keys.pk_live, "ada", &[("x-vevee-identity", &good)])
+        .await
+        .expect("old secret");
+    set_with(&app, &keys.pk_live, "ada", &[("x-vevee-identity", &newer)])
+        .await
+        .expect("new secret");
+    let revoked = settings
+        .revoke_identity_secret(authed(
+            &keys.sk_live,
+            pb::RevokeIdentitySecretRequest {
+                id: first.id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(revoked.revoked_at.is_some() && revoked.secret.is_empty());
+    assert_refused(
+        set_with(&app, &keys.pk_live, "ada", &[("x-vevee-identity", &good)]).await,
+        Code::PermissionDenied,
+        "identity_verification_failed",
+    );
+    set_with(&app, &keys.pk_live, "ada", &[("x-vevee-identity", &newer)])
+        .await
+        .expect("only the new");
+    assert_refused(
+        settings
+            .revoke_identity_secret(authed(
+                &keys.sk_live,
+                pb::RevokeIdentitySecretRequest { id: "nope".into() },
+            ))
+            .await,
+        Code::NotFound,
+        "identity_secret_not_found",
+    );
+
+    // REST: the header of that name, 403 otherwise; the list hides secrets.
+    let [h1, h2] = Rest::both(&app);
+    let listed = h1
+        .ok(
+            Method::GET,
+            "/api/v1/settings/identitySecrets",
+            &keys.sk_live,
+            json!({}),
+        )
+        .await;
+    assert_eq!(listed["identitySecrets"].as_array().unwrap().len(), 2);
+    assert_eq!(listed["identitySecrets"][1]["secret"], "");
+    for rest in [&h1, &h2] {
+        let body = json!({"distinctId": "ada", "attribute": "name", "value": "Ada"}).to_string();
+        let ok = rest
+            .send(
+                Method::POST,
+                "/api/v1/attributes/values",
+                Some(&keys.pk_live),
+                Some(&body),
+                &[("x-vevee-identity", &newer)],
+            )
+            .await;
+        assert_eq!(ok.status, 200, "{}", ok.text);
+        rest.send(
+            Method::POST,
+            "/api/v1/attributes/values",
+            Some(&keys.pk_live),
+            Some(&body),
+            &[("x-vevee-identity", &good)],
+        )
+        .await
+        .refused(403, Code::PermissionDenied, "identity_verification_failed");
+    }
+    app.stop().await;
+}
+
+async fn public_keys_are_refused_from_origins_outside_allowed_origins(db: &TestDb) {
+    let app = spawn_app(&db.url, &[]).await;
+    let keys = app.workspace().await;
+    allow_client_writes(&app, &keys).await;
+    define_text(&app, &keys, "name", None).await;
+    // Empty (the default): any origin, and none.
+    set_with(
+        &app,
+        &keys.pk_live,
+        "u",
+        &[("origin", "https://anywhere.test")],
+    )
+    .await
+    .unwrap();
+    set_with(&app, &keys.pk_live, "u", &[]).await.unwrap();
+
+    let [h1, h2] = Rest::both(&app);
+    let stored = h1
+        .ok(
+            Method::PATCH,
+            "/api/v1/settings?updateMask=allowedOrigins",
+            &keys.sk_live,
+            json!({"allowedOrigins": ["https://App.example.com", "https://*.shop.test"]}),
+        )
+        .await;
+    assert_eq!(
+        stored["allowedOrigins"],
+        json!(["https://app.example.com", "https://*.shop.test"])
+    );
+    h1.call(
+        Method::PATCH,
+        "/api/v1/settings?updateMask=allowedOrigins",
+        &keys.sk_live,
+        json!({"allowedOrigins": ["example.com/path"]}),
+    )
+    .await
+    .refused(400, Code::InvalidArgument, "invalid_argument");
+
+    for origin in [
+        "https://app.example.com",
+        "https://a.shop.test",
+        "https://a.b.shop.test",
+    ] {
+        set_with(&app, &keys.pk_live, "u", &[("origin", origin)])
+            .await
+            .unwrap_or_else(|e| panic!("{origin}: {e:?}"));
+    }
+    for origin in [
+        "https://evil.test",
+        "https://shop.test",
+        "http://app.example.com",
+    ] {
+        assert_refused(
+            set_with(&app, &keys.pk_live, "u", &[("origin", origin)]).await,
+            Code::PermissionDenied,
+            "origin_not_allowed",
+        );
+    }
+    assert_refused(
+        set_with(&app, &keys.pk_live, "u", &[]).await,
+        Code::PermissionDenied,
+        "origin_not_allowed",
+    );
+    // Secret keys are not restricted.
+    set_with(&app, &keys.sk_live, "u", &[("origin", "https://evil.test")])
+        .await
+        .unwrap();
+    for rest in [&h1, &h2] {
+        let body = json!({"distinctId": "u", "attribute": "name", "value": "Ada"}).to_string();
+        let ok = rest
+            .send(
+                Method::POST,
+                "/api/v1/attributes/values",
+                Some(&keys.pk_live),
+                Some(&body),
+                &[("origin", "https://x.shop.test")],
+            )
+            .await;
+        assert_eq!(ok.status, 200, "{}", ok.text);
+        rest.send(
+            Method::POST,
+            "/api/v1/attributes/values",
+            Some(&keys.pk_live),
+            Some(&body),
+            &[("origin", "https://evil.test")],
+        )
+        .await
+        .refused(403, Code::PermissionDenied, "origin_not_allowed");
     }
     app.stop().await;
 }
