@@ -147,6 +147,9 @@ matrix() { # system
     done
   done
   load "$1" zipf set-attribute 64 --distribution zipf --zipf-exponent 1.0
+  # Issue 13's targets, against set-attribute of the matrix at 64.
+  load "$1" writes update-increment 64
+  load "$1" writes set-attribute-request-id 64
   # The REST face on the same server, right after its gRPC figures: the same
   # calls as JSON over HTTP/1.1 keep-alive, one connection per client.
   for rpc in set-attribute get-attributes; do

@@ -198,6 +198,11 @@ pub struct ServeArgs {
     )]
     pub public_key_rate_per_person: RateLimit,
 
+    /// How often the server deletes request_id records past their 24 hours
+    /// (AIP-155 idempotency); records outlive their retention by at most this.
+    #[arg(long, env = "REQUEST_SWEEP_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub request_sweep_interval: Duration,
+
     /// Don't create a first workspace (and print its keys) when the database has none.
     #[arg(long, env = "NO_BOOTSTRAP")]
     pub no_bootstrap: bool,

@@ -34,14 +34,14 @@
 //!   handler in `src/grpc/<service>.rs` (convert in `src/grpc/convert.rs`);
 //!   if public keys may call it, add it to `scope` in `src/grpc/auth.rs`. A
 //!   new refusal is a [`domain::Reason`] plus its code in `src/grpc/error.rs`.
-//! - **Add an update operation** (CONTRACT.md section 8, not built yet):
-//!   what the operation does to a value of each type belongs in
-//!   `src/domain/` beside `coerce.rs` (pure, table-tested); the use case
-//!   that checks it against the definition and writes it in
-//!   `src/app/values.rs`; the statement that applies it in the database, in
-//!   one round trip, in the `ValueStore` impls of `src/storage/sqlite.rs`
-//!   and `src/storage/postgres.rs`; its proto message in `attributes.proto`
-//!   and its conversion in `src/grpc/convert.rs`.
+//! - **Add an update operation** (CONTRACT.md section 8): what the
+//!   operation does to a value of each type goes in `src/domain/update.rs`
+//!   (`Operation`, checked into a `Change` by the definition, applied to the
+//!   stored JSON; pure, table-tested); the use case in `src/app/values.rs`
+//!   turns it into a storage `Decide`; storage applies every decision inside
+//!   one transaction per batch against the values as stored then
+//!   (`src/storage/update.rs` plans, the backends lock, read and write); its
+//!   proto oneof case in `attributes.proto`, converted in `src/grpc/convert.rs`.
 
 pub mod app;
 pub mod cli;

@@ -156,6 +156,8 @@ impl Application {
             args.health_probe_interval,
         ));
 
+        let sweeper = tokio::spawn(sweep_requests(app.clone(), args.request_sweep_interval));
+
         let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         // Outermost first: CORS answers preflights before anything else;
@@ -189,6 +191,7 @@ impl Application {
 
         tracing::info!(grace = ?args.shutdown_grace, "shutting down");
         monitor.abort();
+        sweeper.abort();
         // Load balancers and watchers hear about the shutdown before connections close.
         set_all(&health, ServingStatus::NotServing).await;
         let _ = stop_tx.send(());
@@ -258,6 +261,22 @@ async fn monitor_database(store: Arc<dyn Store>, health: HealthReporter, interva
             };
             set_services(&health, status).await;
             reachable = now;
+        }
+    }
+}
+
+/// Deletes expired request_id records every `interval`, starting at once,
+/// so that no cron job is needed. Every replica sweeps; deleting what
+/// another replica already deleted is harmless.
+async fn sweep_requests(app: App, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match app.forget_expired_requests().await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(records = n, "expired request_id records deleted"),
+            Err(e) => tracing::warn!(error = %e, "deleting expired request_id records failed"),
         }
     }
 }

@@ -174,6 +174,7 @@ fn set_persona(value: &str) -> SetAttributeRequest {
         distinct_id: "user-1".into(),
         attribute: "persona".into(),
         value: string(value),
+        ..Default::default()
     }
 }
 

@@ -14,7 +14,8 @@ use vevee_attributes::{
     domain::{ApiKeyId, KeyKind, Mode, PersonId, WorkspaceId},
     storage::{
         self, Coalescing, DefinitionChanges, Error, Lanes, NewApiKey, NewDefinition, PersonRead,
-        PersonWrite, Settings, Store, StoreOptions, ValueStore,
+        PersonUpdate, PersonWrite, RequestKey, Settings, Store, StoreOptions, ValueChange,
+        ValueStore,
     },
 };
 
@@ -41,6 +42,10 @@ backend_tests! {
     coalesced_concurrent_writes_all_persist_with_their_own_results,
     a_batch_of_reads_answers_each_read_as_if_alone,
     a_batch_on_another_replica_finds_existing_persons_and_creates_new_ones_once,
+    updates_of_one_value_in_one_batch_build_on_each_other,
+    a_request_repeated_in_one_batch_is_in_progress_and_another_body_is_reused,
+    request_records_are_found_within_their_retention_and_forgotten_after,
+    a_request_repeated_while_the_first_is_in_flight_waits_or_is_in_progress,
 }
 
 /// A workspace with a `text` definition for each of `keys`.
@@ -126,7 +131,7 @@ async fn fifty_concurrent_first_writes_create_exactly_one_person(db: &TestDb) {
         .join_all()
         .await
         .into_iter()
-        .map(|written| written.expect("no write fails"))
+        .map(|written| written.expect("no write fails").person_id)
         .collect();
     assert_eq!(ids.len(), 1, "all 50 writes got the same person: {ids:?}");
     let found = person_of(store.as_ref(), ws, Mode::Live, "newcomer")
@@ -435,7 +440,8 @@ async fn clear_reports_whether_a_value_existed(db: &TestDb) {
             &values(&[("plan", json!("pro")), ("seats", json!(3))]),
         )
         .await
-        .unwrap();
+        .unwrap()
+        .person_id;
     let first = store
         .clear_value(ws, Mode::Live, "p", "plan")
         .await
@@ -929,7 +935,8 @@ async fn reads_filter_sort_and_return_values_as_written(db: &TestDb) {
     let person = store
         .write_values(ws, Mode::Live, "reader", &written)
         .await
-        .unwrap();
+        .unwrap()
+        .person_id;
 
     let mut sorted = written.clone();
     sorted.sort_by(|x, y| x.0.cmp(&y.0));
@@ -982,7 +989,8 @@ async fn reads_filter_sort_and_return_values_as_written(db: &TestDb) {
         )
         .await
         .unwrap();
-    assert_eq!(later, person);
+    assert_eq!(later.person_id, person);
+    assert_eq!(later.etags.len(), 1, "one value, so one etag: {later:?}");
     let reread = store
         .read_values(
             ws,
@@ -995,6 +1003,11 @@ async fn reads_filter_sort_and_return_values_as_written(db: &TestDb) {
         .unwrap()
         .unwrap();
     assert_eq!(reread.values[0].value, json!(3));
+    assert_eq!(
+        reread.values[0].etag, later.etags[0].1,
+        "the etag as written"
+    );
+    assert_ne!(reread.values[0].etag, reread.values[1].etag);
     assert!(reread.values[0].updated_at >= reread.values[1].updated_at);
     assert_eq!(reread.values[1].value, json!(42));
 }
@@ -1133,7 +1146,7 @@ async fn a_batch_writing_one_person_twice_keeps_the_last_value(db: &TestDb) {
         ])
         .await
         .unwrap();
-    let ids: Vec<PersonId> = results.into_iter().map(Result::unwrap).collect();
+    let ids: Vec<PersonId> = results.into_iter().map(|r| r.unwrap().person_id).collect();
     assert_eq!(ids[0], ids[2], "one person");
     assert_ne!(ids[0], ids[1]);
     let read = store
@@ -1159,7 +1172,7 @@ async fn a_batch_writing_one_person_twice_keeps_the_last_value(db: &TestDb) {
         ])
         .await
         .unwrap();
-    assert_eq!(again[0].as_ref().unwrap(), &ids[0]);
+    assert_eq!(again[0].as_ref().unwrap().person_id, ids[0]);
     let read = store
         .read_values(ws, Mode::Live, "ada", Some(&["name".to_owned()]), false)
         .await
@@ -1208,7 +1221,7 @@ async fn coalesced_concurrent_writes_all_persist_with_their_own_results(db: &Tes
             .await
             .unwrap();
         if key == "n" {
-            let person = result.expect("a good write succeeds");
+            let person = result.expect("a good write succeeds").person_id;
             let stored = stored.expect("its person exists");
             assert_eq!(stored.person_id, person);
             assert_eq!(stored.values[0].value, json!(i));
@@ -1317,7 +1330,8 @@ async fn a_batch_on_another_replica_finds_existing_persons_and_creates_new_ones_
         let id = first
             .write_values(ws, Mode::Live, who, &values(&[("n", json!("a"))]))
             .await
-            .unwrap();
+            .unwrap()
+            .person_id;
         ids.push(id);
     }
     // A second store knows no person yet, like a replica just started.
@@ -1331,7 +1345,7 @@ async fn a_batch_on_another_replica_finds_existing_persons_and_creates_new_ones_
         ])
         .await
         .unwrap();
-    let results: Vec<PersonId> = results.into_iter().map(Result::unwrap).collect();
+    let results: Vec<PersonId> = results.into_iter().map(|r| r.unwrap().person_id).collect();
     assert_eq!(results[0], ids[0]);
     assert_eq!(results[2], ids[1]);
     assert_eq!(
@@ -1351,4 +1365,179 @@ async fn a_batch_on_another_replica_finds_existing_persons_and_creates_new_ones_
             .unwrap(),
         Some(results[1])
     );
+}
+
+/// An update of `key` that appends `suffix` to the stored text (or stores
+/// it when there is none), with the idempotency key `request`.
+fn append(ws: WorkspaceId, key: &str, suffix: &str, request: Option<RequestKey>) -> PersonUpdate {
+    let suffix = suffix.to_owned();
+    PersonUpdate {
+        workspace: ws,
+        mode: Mode::Live,
+        distinct_id: "p".into(),
+        changes: vec![ValueChange {
+            key: key.into(),
+            if_etag: None,
+            decide: Arc::new(move |stored| {
+                let before = stored.and_then(Value::as_str).unwrap_or_default();
+                Ok(storage::Decision::Write(json!(format!("{before}{suffix}"))))
+            }),
+        }],
+        request,
+    }
+}
+
+fn request(id: u128, fingerprint: u8) -> Option<RequestKey> {
+    Some(RequestKey {
+        id: uuid::Uuid::from_u128(id),
+        fingerprint: vec![fingerprint],
+        annex: json!({"kept": id.to_string()}),
+    })
+}
+
+async fn updates_of_one_value_in_one_batch_build_on_each_other(db: &TestDb) {
+    let store = db.store().await;
+    let ws = workspace_with(&store, &["log"]).await;
+    let results = store
+        .update_batch(vec![
+            append(ws, "log", "a", None),
+            append(ws, "log", "b", None),
+            append(ws, "log", "c", None),
+        ])
+        .await
+        .unwrap();
+    let last = results.last().unwrap().as_ref().unwrap();
+    assert_eq!(last.changes[0].value, Some(json!("abc")));
+    let persons: HashSet<_> = results
+        .iter()
+        .map(|r| r.as_ref().unwrap().person_id)
+        .collect();
+    assert_eq!(persons.len(), 1, "one person created once");
+    let read = store
+        .read_values(ws, Mode::Live, "p", None, false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.values[0].value, json!("abc"));
+    assert_eq!(Some(read.values[0].etag), last.changes[0].etag);
+}
+
+async fn a_request_repeated_in_one_batch_is_in_progress_and_another_body_is_reused(db: &TestDb) {
+    let store = db.store().await;
+    let ws = workspace_with(&store, &["log"]).await;
+    let results = store
+        .update_batch(vec![
+            append(ws, "log", "a", request(1, 1)),
+            append(ws, "log", "a", request(1, 1)),
+            append(ws, "log", "b", request(1, 2)),
+        ])
+        .await
+        .unwrap();
+    assert!(results[0].is_ok(), "{results:?}");
+    assert!(
+        matches!(results[1], Err(Error::RequestInProgress)),
+        "{results:?}"
+    );
+    assert!(
+        matches!(results[2], Err(Error::RequestReused)),
+        "{results:?}"
+    );
+    // Once committed, a repeat is answered from the record.
+    let again = store
+        .update_values(append(ws, "log", "a", request(1, 1)))
+        .await
+        .unwrap();
+    let first = results[0].as_ref().unwrap();
+    assert_eq!(
+        (&again.person_id, &again.changes),
+        (&first.person_id, &first.changes)
+    );
+    assert_eq!(again.replayed_annex, Some(json!({"kept": "1"})));
+    assert_eq!(first.replayed_annex, None);
+    let read = store
+        .read_values(ws, Mode::Live, "p", None, false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.values[0].value, json!("a"), "applied once");
+}
+
+async fn request_records_are_found_within_their_retention_and_forgotten_after(db: &TestDb) {
+    let store = db.store().await;
+    let ws = workspace_with(&store, &["log"]).await;
+    let first = store
+        .update_values(append(ws, "log", "a", request(7, 9)))
+        .await
+        .unwrap();
+    let found = store
+        .find_request(ws, Mode::Live, uuid::Uuid::from_u128(7))
+        .await
+        .unwrap()
+        .expect("recorded");
+    assert_eq!(found.fingerprint, vec![9]);
+    assert_eq!(
+        (found.outcome.person_id, found.outcome.changes),
+        (first.person_id, first.changes)
+    );
+    assert_eq!(
+        store
+            .find_request(ws, Mode::Test, uuid::Uuid::from_u128(7))
+            .await
+            .unwrap(),
+        None,
+        "another mode has its own ids"
+    );
+    let past = chrono::Utc::now() - chrono::TimeDelta::hours(1);
+    assert_eq!(store.forget_requests(past).await.unwrap(), 0, "not expired");
+    let future = chrono::Utc::now() + chrono::TimeDelta::seconds(1);
+    assert_eq!(store.forget_requests(future).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .find_request(ws, Mode::Live, uuid::Uuid::from_u128(7))
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+async fn a_request_repeated_while_the_first_is_in_flight_waits_or_is_in_progress(db: &TestDb) {
+    let store = db.store().await;
+    let ws = workspace_with(&store, &["log"]).await;
+    // The first request decides slowly, inside its transaction.
+    let mut slow = append(ws, "log", "a", request(3, 3));
+    let quick = slow.changes[0].decide.clone();
+    slow.changes[0].decide = Arc::new(move |stored| {
+        std::thread::sleep(Duration::from_millis(2000));
+        quick(stored)
+    });
+    let first = tokio::spawn({
+        let store = store.clone();
+        async move { store.update_values(slow).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let repeat = store
+        .update_values(append(ws, "log", "a", request(3, 3)))
+        .await;
+    let first = first.await.unwrap().unwrap();
+    if db.url.starts_with("sqlite:") {
+        // One writer: the repeat waited for the first and got its outcome.
+        assert_eq!(repeat.unwrap().changes, first.changes);
+    } else {
+        // Replicas don't wait on each other: retry later.
+        assert!(
+            matches!(repeat, Err(Error::RequestInProgress)),
+            "{repeat:?}"
+        );
+        let later = store
+            .update_values(append(ws, "log", "a", request(3, 3)))
+            .await
+            .unwrap();
+        assert_eq!(later.changes, first.changes);
+    }
+    let read = store
+        .read_values(ws, Mode::Live, "p", None, false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.values[0].value, json!("a"), "applied once");
 }

@@ -37,7 +37,10 @@ pub use error::Error;
 pub use identity::{IssuedSecret, MAX_ACTIVE_IDENTITY_SECRETS};
 pub use rate_limit::{Clock, Rate, SystemClock};
 pub use settings::SettingsField;
-pub use values::{Cleared, MAX_VALUES_PER_BATCH, PersonAttributes, Written, WrittenValue};
+pub use values::{
+    AttributeUpdate, Cleared, MAX_VALUES_PER_BATCH, PersonAttributes, StoredAttribute,
+    UpdateResult, UpdatedAttributes, WriteOptions, Written, WrittenValue,
+};
 pub use workspaces::{IssuedKey, create_workspace};
 
 use self::{catalog::Catalog, rate_limit::Limiter};

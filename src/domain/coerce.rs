@@ -1,9 +1,11 @@
 //! Coercion of client input (`google.protobuf.Value`) to what a config allows.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 
 use prost_types::value::Kind;
 
+use crate::domain::adjustment::{Adjustment, Notes};
 use crate::domain::config::{
     AttributeConfig, AttributeType, ChoiceConfig, ChoiceOptions, DateConfig, MultiChoiceConfig,
     NumberConfig, TextConfig,
@@ -25,18 +27,30 @@ pub fn coerce(
     config: &AttributeConfig,
     value: Option<&prost_types::Value>,
 ) -> Result<StoredValue, Error> {
-    coerce_named(config, value, None)
+    coerce_named(config, value, None).map(|c| c.value)
 }
 
-/// [`coerce`], with messages naming the attribute `name` when given.
+/// A coerced value and what coercion did to the input to get it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Coerced {
+    /// What is to be stored.
+    pub value: StoredValue,
+    /// What changed on the way; empty when the value is stored exactly as
+    /// sent.
+    pub adjustments: Vec<Adjustment>,
+}
+
+/// [`coerce`], with messages naming the attribute `name` when given, and
+/// the adjustments made.
 pub(crate) fn coerce_named(
     config: &AttributeConfig,
     value: Option<&prost_types::Value>,
     name: Option<&str>,
-) -> Result<StoredValue, Error> {
+) -> Result<Coerced, Error> {
     let c = Coercion {
         config,
         subject: Subject(name),
+        notes: RefCell::default(),
     };
     let repr = match (config, shape(value)) {
         (AttributeConfig::MultiChoice(m), Shape::List(items)) => {
@@ -64,7 +78,57 @@ pub(crate) fn coerce_named(
         (AttributeConfig::Date(d), Shape::Scalar(s)) => c.date(d, s)?,
         (AttributeConfig::SingleChoice(sc), Shape::Scalar(s)) => c.choice(sc, s)?,
     };
-    Ok(StoredValue::new(repr))
+    Ok(Coerced {
+        value: StoredValue::new(repr),
+        adjustments: c.notes.into_inner().into_vec(),
+    })
+}
+
+/// The elements a `remove` names, trimmed and in their caseless form: a
+/// scalar counts as a list of one, as for writes. Elements need not be
+/// options: removing what isn't there is not an error. Null, objects and
+/// nested lists are `attribute_value_invalid`.
+pub(crate) fn folded_elements(
+    value: Option<&prost_types::Value>,
+    name: &str,
+) -> Result<HashSet<String>, Error> {
+    let items: Vec<Option<&prost_types::Value>> = match shape(value) {
+        Shape::List(items) => items.iter().map(Some).collect(),
+        Shape::Scalar(_) => vec![value],
+        Shape::Null => {
+            return Err(Error::invalid_value(format!(
+                "remove needs the elements to take out of {}: a string or a list of strings.",
+                quote(name)
+            )));
+        }
+        Shape::Struct => {
+            return Err(Error::invalid_value(format!(
+                "remove takes a string or a list of strings for {}, not an object.",
+                quote(name)
+            )));
+        }
+    };
+    let mut folded = HashSet::with_capacity(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        match shape(item) {
+            Shape::Scalar(Scalar::Number(n)) if !n.is_finite() => {
+                return Err(Error::invalid_value(format!(
+                    "The element at index {index} of the remove of {} is a number that is not                      finite; send strings.",
+                    quote(name)
+                )));
+            }
+            Shape::Scalar(scalar) => {
+                folded.insert(fold(scalar.text().trim()));
+            }
+            _ => {
+                return Err(Error::invalid_value(format!(
+                    "The element at index {index} of the remove of {} is not a string, number or                      bool; send strings.",
+                    quote(name)
+                )));
+            }
+        }
+    }
+    Ok(folded)
 }
 
 /// A scalar of client input.
@@ -156,6 +220,9 @@ const QUOTED_INPUTS: usize = 3;
 struct Coercion<'a> {
     config: &'a AttributeConfig,
     subject: Subject<'a>,
+    /// What the coercion did so far; a cell because the steps only read
+    /// the rest.
+    notes: RefCell<Notes>,
 }
 
 /// The outcome of matching one input against choice options.
@@ -169,6 +236,27 @@ enum Choice {
 }
 
 impl Coercion<'_> {
+    fn note(&self, adjustment: Adjustment) {
+        self.notes.borrow_mut().add(adjustment);
+    }
+
+    /// Notes `Trimmed` when `text` had surrounding whitespace, and returns
+    /// it trimmed.
+    fn trimmed<'t>(&self, text: &'t str) -> &'t str {
+        let t = text.trim();
+        if t.len() != text.len() {
+            self.note(Adjustment::Trimmed);
+        }
+        t
+    }
+
+    /// Notes `Converted` unless the scalar is a string.
+    fn converted_unless_string(&self, scalar: Scalar<'_>) {
+        if !matches!(scalar, Scalar::String(_)) {
+            self.note(Adjustment::Converted);
+        }
+    }
+
     /// What a client should send instead, for refusals.
     fn hint(&self) -> String {
         match self.config {
@@ -211,6 +299,7 @@ impl Coercion<'_> {
 
     fn text(&self, config: &TextConfig, scalar: Scalar<'_>) -> Result<Repr, Error> {
         // Text is stored as given: not trimmed, and "" is a value.
+        self.converted_unless_string(scalar);
         let mut text = scalar.text();
         self.refuse_nul(&text)?;
         let max = config.max_length() as usize;
@@ -227,6 +316,9 @@ impl Coercion<'_> {
                 ));
             }
             // A char boundary, so the cut never splits a character.
+            self.note(Adjustment::Truncated {
+                original_length: char_len(&text),
+            });
             text.truncate(cut);
         }
         Ok(Repr::Text(text))
@@ -236,7 +328,12 @@ impl Coercion<'_> {
         let n = match scalar {
             Scalar::Number(n) => n,
             Scalar::Bool(_) => return Err(self.refuse("true or false")),
-            Scalar::String(s) => self.parse_decimal(s)?,
+            Scalar::String(s) => {
+                let n = self.parse_decimal(s)?;
+                self.trimmed(s);
+                self.note(Adjustment::Converted);
+                n
+            }
         };
         // -0 becomes 0: the same number, and JSON clients rarely expect "-0".
         let n = n + 0.0;
@@ -302,7 +399,7 @@ impl Coercion<'_> {
             Scalar::Number(0.0) => Some(false),
             Scalar::Number(_) => None,
             Scalar::String(s) => {
-                let t = s.trim();
+                let t = self.trimmed(s);
                 if t.eq_ignore_ascii_case("true") || t == "1" {
                     Some(true)
                 } else if t.eq_ignore_ascii_case("false") || t == "0" {
@@ -312,6 +409,9 @@ impl Coercion<'_> {
                 }
             }
         };
+        if !matches!(scalar, Scalar::Bool(_)) {
+            self.note(Adjustment::Converted);
+        }
         b.map(Repr::Boolean).ok_or_else(|| {
             Error::invalid_value(format!(
                 "{} is not a boolean, so {} cannot store it; send true or false (the strings \
@@ -336,7 +436,14 @@ impl Coercion<'_> {
                 self.subject.noun()
             ))
         })?;
-        Ok(Repr::Date(date.format(config.include_time())))
+        let stored = date.format(config.include_time());
+        match scalar {
+            // Another spelling of the same instant (an offset, a dropped
+            // time or fraction, an added midnight) is a conversion.
+            Scalar::String(s) if self.trimmed(s) == stored => {}
+            _ => self.note(Adjustment::Converted),
+        }
+        Ok(Repr::Date(stored))
     }
 
     /// Matches one input against options: the caseless match of the trimmed
@@ -349,7 +456,17 @@ impl Coercion<'_> {
     ) -> Result<Choice, Error> {
         let text = scalar.text();
         let trimmed = text.trim();
+        // Only what is kept is reported; a dropped element is reported as
+        // dropped by the caller.
+        let kept = |value: &str| {
+            self.converted_unless_string(scalar);
+            self.trimmed(&text);
+            if value != trimmed {
+                self.note(Adjustment::CaseNormalized);
+            }
+        };
         if let Some(option) = options.find(trimmed) {
+            kept(option);
             return Ok(Choice::Keep(option.to_owned()));
         }
         if !allow_custom {
@@ -371,6 +488,7 @@ impl Coercion<'_> {
                 ),
             ));
         }
+        kept(trimmed);
         Ok(Choice::Keep(trimmed.to_owned()))
     }
 
@@ -421,10 +539,21 @@ impl Coercion<'_> {
                 Choice::Keep(value) => {
                     if seen.insert(fold(&value)) {
                         kept.push(value);
+                    } else {
+                        self.note(Adjustment::DuplicatesDropped {
+                            dropped: vec![scalar.text().trim().to_owned()],
+                        });
                     }
                 }
-                Choice::Blank => {}
-                Choice::NoMatch => unmatched.push(scalar),
+                Choice::Blank => self.note(Adjustment::OptionsDropped {
+                    dropped: vec![scalar.text()],
+                }),
+                Choice::NoMatch => {
+                    self.note(Adjustment::OptionsDropped {
+                        dropped: vec![scalar.text().trim().to_owned()],
+                    });
+                    unmatched.push(scalar);
+                }
             }
         }
         if given > 0 && kept.is_empty() {

@@ -1,11 +1,10 @@
 //! Attribute definitions: what may be stored under a key.
 
-use crate::domain::coerce::coerce_named;
+use crate::domain::coerce::{Coerced, coerce_named};
 use crate::domain::config::AttributeConfig;
 use crate::domain::error::{Error, Reason};
 use crate::domain::key::AttributeKey;
 use crate::domain::text::{char_len, quote};
-use crate::domain::value::StoredValue;
 
 /// A declared attribute: key, typed config, optional names, archived state,
 /// and whether public keys may write it.
@@ -124,20 +123,28 @@ impl AttributeDefinition {
     /// refuses every write with `attribute_archived` before the value is
     /// looked at, since no value could help. Errors name the attribute, in
     /// the message and in [`Error::attribute`].
-    pub fn coerce(&self, value: Option<&prost_types::Value>) -> Result<StoredValue, Error> {
+    pub fn coerce(&self, value: Option<&prost_types::Value>) -> Result<Coerced, Error> {
+        self.writable()?;
         let key = self.key.as_str();
-        if self.archived {
-            return Err(Error::new(
-                Reason::AttributeArchived,
-                format!(
-                    "The attribute {} is archived and takes no new values; unarchive it to \
-                     write to it again (its values can still be cleared).",
-                    quote(key)
-                ),
-            )
-            .with_attribute(key));
-        }
         coerce_named(&self.config, value, Some(key)).map_err(|e| e.with_attribute(key))
+    }
+
+    /// `attribute_archived` when the attribute is archived: it takes no new
+    /// values (only clears).
+    pub(crate) fn writable(&self) -> Result<(), Error> {
+        if !self.archived {
+            return Ok(());
+        }
+        let key = self.key.as_str();
+        Err(Error::new(
+            Reason::AttributeArchived,
+            format!(
+                "The attribute {} is archived and takes no new values; unarchive it to \
+                 write to it again (its values can still be cleared).",
+                quote(key)
+            ),
+        )
+        .with_attribute(key))
     }
 
     /// The key.
@@ -352,7 +359,7 @@ mod tests {
         );
         d.set_archived(false);
         assert_eq!(
-            d.coerce(Some(&string("Teacher"))).unwrap().as_str(),
+            d.coerce(Some(&string("Teacher"))).unwrap().value.as_str(),
             Some("teacher")
         );
     }

@@ -41,6 +41,15 @@ pub enum Reason {
     /// token, an update mask). Not in the contract's table, which names no
     /// reason for these; added so they too are typed, never INTERNAL.
     InvalidArgument,
+    /// An update operation that does not fit the attribute's type, or two
+    /// updates of one attribute in one request.
+    AttributeOperationInvalid,
+    /// An `if_etag` precondition failed: the value changed since it was read.
+    AttributeValueChanged,
+    /// A request_id repeated with another request body or on another RPC.
+    RequestIdReused,
+    /// A request_id whose first request is still being applied.
+    RequestInProgress,
     /// A public-key write to an attribute whose definition has
     /// `client_writable: false`.
     AttributeNotClientWritable,
@@ -61,7 +70,7 @@ pub enum Reason {
 impl Reason {
     /// Every reason, in the order of the contract's table, so that tests and
     /// the api layer can check that none is forgotten.
-    pub const ALL: [Reason; 22] = [
+    pub const ALL: [Reason; 26] = [
         Reason::AttributeNotDefined,
         Reason::AttributeValueInvalid,
         Reason::AttributeValueTooLong,
@@ -78,6 +87,10 @@ impl Reason {
         Reason::TooManyValues,
         Reason::Unavailable,
         Reason::InvalidArgument,
+        Reason::AttributeOperationInvalid,
+        Reason::AttributeValueChanged,
+        Reason::RequestIdReused,
+        Reason::RequestInProgress,
         Reason::AttributeNotClientWritable,
         Reason::RateLimited,
         Reason::IdentityVerificationFailed,
@@ -105,6 +118,10 @@ impl Reason {
             Reason::TooManyValues => "too_many_values",
             Reason::Unavailable => "unavailable",
             Reason::InvalidArgument => "invalid_argument",
+            Reason::AttributeOperationInvalid => "attribute_operation_invalid",
+            Reason::AttributeValueChanged => "attribute_value_changed",
+            Reason::RequestIdReused => "request_id_reused",
+            Reason::RequestInProgress => "request_in_progress",
             Reason::AttributeNotClientWritable => "attribute_not_client_writable",
             Reason::RateLimited => "rate_limited",
             Reason::IdentityVerificationFailed => "identity_verification_failed",
@@ -139,6 +156,9 @@ pub struct Error {
     /// whole because it is the status message, and [`Error::message`] lends it.
     message: String,
     attribute: Option<String>,
+    /// The current etag of the value, for `attribute_value_changed`, so the
+    /// client can retry without another read (`None`: no value is stored).
+    current_etag: Option<String>,
 }
 
 impl Error {
@@ -150,6 +170,7 @@ impl Error {
             field: None,
             message: message.into(),
             attribute: None,
+            current_etag: None,
         }
     }
 
@@ -163,6 +184,7 @@ impl Error {
             message: format!("{field}: {}", detail.as_ref()),
             field: Some(field),
             attribute: None,
+            current_etag: None,
         }
     }
 
@@ -187,6 +209,7 @@ impl Error {
         };
         let mut nested = Error::new_at(self.reason, field, self.detail());
         nested.attribute = self.attribute;
+        nested.current_etag = self.current_etag;
         nested
     }
 
@@ -194,6 +217,18 @@ impl Error {
     pub fn with_attribute(mut self, attribute: impl Into<String>) -> Self {
         self.attribute = Some(attribute.into());
         self
+    }
+
+    /// Names the value's current etag (ErrorInfo metadata `etag`); an empty
+    /// string says that no value is stored.
+    pub fn with_current_etag(mut self, etag: impl Into<String>) -> Self {
+        self.current_etag = Some(etag.into());
+        self
+    }
+
+    /// The current etag this error reports, if any.
+    pub fn current_etag(&self) -> Option<&str> {
+        self.current_etag.as_deref()
     }
 
     /// The reason clients match on.
@@ -253,6 +288,10 @@ mod tests {
                 "too_many_values",
                 "unavailable",
                 "invalid_argument",
+                "attribute_operation_invalid",
+                "attribute_value_changed",
+                "request_id_reused",
+                "request_in_progress",
                 "attribute_not_client_writable",
                 "rate_limited",
                 "identity_verification_failed",

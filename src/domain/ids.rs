@@ -25,6 +25,20 @@ pub struct PersonId(pub Uuid);
 #[sqlx(transparent)]
 pub struct ApiKeyId(pub Uuid);
 
+/// The version of one stored value: a new random one on every change of the
+/// value, so `if_etag` preconditions can tell whether a value changed since
+/// it was read (a counter would repeat after a clear and a new write).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct Etag(pub Uuid);
+
+/// Clients see etags as 32 hex digits and only ever compare them.
+impl fmt::Display for Etag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.simple().fmt(f)
+    }
+}
+
 impl fmt::Display for WorkspaceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)

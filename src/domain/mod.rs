@@ -9,8 +9,12 @@
 //! - `definition`: [`AttributeDefinition`], its limits and updates.
 //! - `value`: [`StoredValue`], what is stored and returned.
 //! - `browser`: [`IdentityVerification`] and the origin patterns of browser writes.
-//! - `coerce` (with `date` and `text` helpers): client input to [`StoredValue`].
+//! - `coerce` (with `date` and `text` helpers): client input to [`StoredValue`],
+//!   with the [`Adjustment`]s made on the way (`adjustment`).
+//! - `update`: the update operations ([`Operation`]) and what each does to
+//!   a stored value ([`Change`], [`Applied`]).
 
+mod adjustment;
 mod browser;
 mod coerce;
 mod config;
@@ -21,10 +25,12 @@ mod error;
 mod ids;
 mod key;
 mod text;
+mod update;
 mod value;
 
+pub use adjustment::Adjustment;
 pub use browser::{IdentityVerification, origin_allowed, parse_origin_pattern};
-pub use coerce::coerce;
+pub use coerce::{Coerced, coerce};
 pub use config::{
     AttributeConfig, AttributeType, ChoiceConfig, DateConfig, MultiChoiceConfig, NumberConfig,
     TextConfig,
@@ -32,6 +38,7 @@ pub use config::{
 pub use definition::AttributeDefinition;
 pub use distinct_id::DistinctId;
 pub use error::{Error, Reason};
-pub use ids::{ApiKeyId, KeyKind, Mode, PersonId, WorkspaceId};
+pub use ids::{ApiKeyId, Etag, KeyKind, Mode, PersonId, WorkspaceId};
 pub use key::AttributeKey;
+pub use update::{Applied, Change, Operation};
 pub use value::StoredValue;

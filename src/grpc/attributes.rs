@@ -4,7 +4,8 @@ use tonic::{Request, Response, Status};
 
 use super::{auth::principal, convert};
 use crate::{
-    app::App,
+    app::{App, WriteOptions},
+    domain::{Etag, PersonId},
     proto::v1::{self as pb, attributes_service_server::AttributesService},
 };
 
@@ -36,12 +37,18 @@ impl AttributesService for Attributes {
                 &request.distinct_id,
                 &request.attribute,
                 request.value.as_ref(),
+                WriteOptions {
+                    validate_only: request.validate_only,
+                    request_id: &request.request_id,
+                },
             )
             .await?;
         Ok(Response::new(pb::SetAttributeResponse {
-            person_id: written.person_id.to_string(),
-            attribute: written.attribute.to_string(),
-            value: Some(written.value.to_proto_value()),
+            person_id: person_id(written.person_id),
+            attribute: written.value.attribute.to_string(),
+            value: Some(convert::json_to_value(&written.value.value)),
+            etag: etag(written.value.etag),
+            adjustments: convert::adjustments(&written.value.adjustments),
         }))
     }
 
@@ -57,14 +64,68 @@ impl AttributesService for Attributes {
                 who,
                 &request.distinct_id,
                 request.values.into_iter().collect(),
+                WriteOptions {
+                    validate_only: request.validate_only,
+                    request_id: &request.request_id,
+                },
             )
             .await?;
         Ok(Response::new(pb::SetAttributesResponse {
-            person_id: written.person_id.to_string(),
+            person_id: person_id(written.person_id),
             values: written
                 .values
+                .iter()
+                .map(|v| (v.attribute.to_string(), convert::json_to_value(&v.value)))
+                .collect(),
+            etags: written
+                .values
+                .iter()
+                .filter_map(|v| Some((v.attribute.to_string(), v.etag?.to_string())))
+                .collect(),
+            adjustments: written
+                .values
+                .iter()
+                .map(|v| {
+                    let list = pb::Adjustments {
+                        adjustments: convert::adjustments(&v.adjustments),
+                    };
+                    (v.attribute.to_string(), list)
+                })
+                .collect(),
+        }))
+    }
+
+    async fn update_attributes(
+        &self,
+        request: Request<pb::UpdateAttributesRequest>,
+    ) -> Result<Response<pb::UpdateAttributesResponse>, Status> {
+        let who = principal(&request)?;
+        let request = request.into_inner();
+        let updates = convert::updates(request.updates)?;
+        let updated = self
+            .app
+            .update_values(
+                who,
+                &request.distinct_id,
+                updates,
+                WriteOptions {
+                    validate_only: request.validate_only,
+                    request_id: &request.request_id,
+                },
+            )
+            .await?;
+        Ok(Response::new(pb::UpdateAttributesResponse {
+            person_id: person_id(updated.person_id),
+            results: updated
+                .results
                 .into_iter()
-                .map(|(key, value)| (key.to_string(), value.to_proto_value()))
+                .map(|r| pb::AttributeUpdateResult {
+                    attribute: r.attribute.to_string(),
+                    value: r.value.as_ref().map(convert::json_to_value),
+                    applied: r.applied,
+                    etag: etag(r.etag),
+                    adjustments: convert::adjustments(&r.adjustments),
+                })
                 .collect(),
         }))
     }
@@ -89,10 +150,11 @@ impl AttributesService for Attributes {
             attributes: person
                 .values
                 .into_iter()
-                .map(|(attribute, value, updated_at)| pb::AttributeValue {
+                .map(|(attribute, value, updated_at, tag)| pb::AttributeValue {
                     attribute,
                     value: Some(convert::json_to_value(&value)),
                     updated_at: Some(convert::timestamp(updated_at)),
+                    etag: tag.to_string(),
                 })
                 .collect(),
         }))
@@ -106,7 +168,15 @@ impl AttributesService for Attributes {
         let request = request.into_inner();
         let cleared = self
             .app
-            .clear_value(who, &request.distinct_id, &request.attribute)
+            .clear_value(
+                who,
+                &request.distinct_id,
+                &request.attribute,
+                WriteOptions {
+                    validate_only: request.validate_only,
+                    request_id: &request.request_id,
+                },
+            )
             .await?;
         Ok(Response::new(pb::ClearAttributeResponse {
             person_id: cleared.person_id.to_string(),
@@ -114,4 +184,15 @@ impl AttributesService for Attributes {
             cleared: cleared.cleared,
         }))
     }
+}
+
+/// A person_id as responses carry it: empty when there is no person (a dry
+/// run of a person that does not exist yet).
+fn person_id(id: Option<PersonId>) -> String {
+    id.map(|id| id.to_string()).unwrap_or_default()
+}
+
+/// An etag as responses carry it: empty when there is none.
+fn etag(etag: Option<Etag>) -> String {
+    etag.map(|e| e.to_string()).unwrap_or_default()
 }

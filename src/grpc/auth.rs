@@ -31,7 +31,7 @@ fn scope(path: &str) -> Scope {
     match (service, method) {
         (
             attributes_service_server::SERVICE_NAME,
-            "SetAttribute" | "SetAttributes" | "ClearAttribute",
+            "SetAttribute" | "SetAttributes" | "UpdateAttributes" | "ClearAttribute",
         ) => Scope::ClientWrite,
         _ => Scope::Secret,
     }
@@ -122,7 +122,12 @@ mod tests {
     #[test]
     fn public_keys_may_only_call_the_client_writes() {
         let base = "/vevee.attributes.v1.AttributesService/";
-        for method in ["SetAttribute", "SetAttributes", "ClearAttribute"] {
+        for method in [
+            "SetAttribute",
+            "SetAttributes",
+            "UpdateAttributes",
+            "ClearAttribute",
+        ] {
             assert_eq!(
                 scope(&format!("{base}{method}")),
                 Scope::ClientWrite,

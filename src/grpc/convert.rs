@@ -5,10 +5,10 @@ use chrono::{DateTime, Utc};
 use prost_types::{ListValue, Struct, Timestamp, Value, value::Kind};
 
 use crate::{
-    app::{NewConfig, StoredDefinition},
+    app::{self, AttributeUpdate, NewConfig, StoredDefinition},
     domain::{
-        AttributeConfig, AttributeType, ChoiceConfig, DateConfig, Error, MultiChoiceConfig,
-        NumberConfig, TextConfig,
+        Adjustment, AttributeConfig, AttributeType, ChoiceConfig, DateConfig, Error,
+        MultiChoiceConfig, NumberConfig, Operation, Reason, TextConfig,
     },
     proto::v1 as pb,
 };
@@ -31,6 +31,81 @@ pub(crate) fn json_to_value(json: &serde_json::Value) -> Value {
         }),
     };
     Value { kind: Some(kind) }
+}
+
+/// The updates of an UpdateAttributes request; an update without an
+/// operation is `attribute_operation_invalid`, named by its position.
+pub(crate) fn updates(
+    updates: Vec<pb::AttributeUpdate>,
+) -> Result<Vec<AttributeUpdate>, app::Error> {
+    use pb::attribute_update::Operation as Op;
+    let mut out = Vec::with_capacity(updates.len());
+    let mut missing = Vec::new();
+    for (i, update) in updates.into_iter().enumerate() {
+        let operation = match update.operation {
+            Some(Op::Set(v)) => Operation::Set(Some(v)),
+            Some(Op::SetOnce(v)) => Operation::SetOnce(Some(v)),
+            Some(Op::Increment(by)) => Operation::Increment(by),
+            Some(Op::Add(v)) => Operation::Add(Some(v)),
+            Some(Op::Remove(v)) => Operation::Remove(Some(v)),
+            Some(Op::Clear(())) => Operation::Clear,
+            None => {
+                missing.push((
+                    format!("updates[{i}]"),
+                    Error::new(
+                        Reason::AttributeOperationInvalid,
+                        format!(
+                            "updates[{i}] names no operation; set one of set, set_once, \
+                             increment, add, remove or clear."
+                        ),
+                    )
+                    .with_attribute(update.attribute),
+                ));
+                continue;
+            }
+        };
+        out.push(AttributeUpdate {
+            attribute: update.attribute,
+            operation,
+            if_etag: update.if_etag,
+        });
+    }
+    if missing.is_empty() {
+        Ok(out)
+    } else {
+        Err(app::Error::Batch(missing))
+    }
+}
+
+/// What coercion did, as the API reports it.
+pub(crate) fn adjustments(adjustments: &[Adjustment]) -> Vec<pb::Adjustment> {
+    use pb::adjustment::Kind;
+    adjustments
+        .iter()
+        .map(|a| {
+            let (kind, original_length, dropped) = match a {
+                Adjustment::Trimmed => (Kind::Trimmed, 0, Vec::new()),
+                Adjustment::CaseNormalized => (Kind::CaseNormalized, 0, Vec::new()),
+                Adjustment::Truncated { original_length } => (
+                    Kind::Truncated,
+                    u32::try_from(*original_length).unwrap_or(u32::MAX),
+                    Vec::new(),
+                ),
+                Adjustment::OptionsDropped { dropped } => {
+                    (Kind::OptionsDropped, 0, dropped.clone())
+                }
+                Adjustment::DuplicatesDropped { dropped } => {
+                    (Kind::DuplicatesDropped, 0, dropped.clone())
+                }
+                Adjustment::Converted => (Kind::Converted, 0, Vec::new()),
+            };
+            pb::Adjustment {
+                kind: kind.into(),
+                original_length,
+                dropped,
+            }
+        })
+        .collect()
 }
 
 /// A point in time as a `google.protobuf.Timestamp`.

@@ -23,7 +23,10 @@ pub fn code(reason: Reason) -> Code {
         | Reason::InvalidDistinctId
         | Reason::InvalidAttributeDefinition
         | Reason::TooManyValues
-        | Reason::InvalidArgument => Code::InvalidArgument,
+        | Reason::InvalidArgument
+        | Reason::AttributeOperationInvalid
+        | Reason::RequestIdReused => Code::InvalidArgument,
+        Reason::AttributeValueChanged | Reason::RequestInProgress => Code::Aborted,
         Reason::AttributeArchived => Code::FailedPrecondition,
         Reason::ClientAttributeWritesDisabled
         | Reason::SecretKeyRequired
@@ -49,9 +52,9 @@ impl From<app::Error> for Status {
             }
             app::Error::Batch(failures) => {
                 let mut details = ErrorDetails::new();
-                for (key, error) in &failures {
+                for (field, error) in &failures {
                     details.add_bad_request_violation(
-                        format!("values.{key}"),
+                        field.clone(),
                         format!("{}: {}", error.reason(), error.message()),
                     );
                 }
@@ -70,10 +73,13 @@ impl From<app::Error> for Status {
 
 /// The status of `error`, with its ErrorInfo added to `details`.
 fn status(error: &Error, mut details: ErrorDetails) -> Status {
-    let metadata: HashMap<String, String> = error
-        .attribute()
-        .map(|a| HashMap::from([("attribute".to_owned(), a.to_owned())]))
-        .unwrap_or_default();
+    let mut metadata = HashMap::new();
+    if let Some(attribute) = error.attribute() {
+        metadata.insert("attribute".to_owned(), attribute.to_owned());
+    }
+    if let Some(etag) = error.current_etag() {
+        metadata.insert("etag".to_owned(), etag.to_owned());
+    }
     details.set_error_info(error.reason().as_str(), ERROR_DOMAIN, metadata);
     Status::with_error_details(code(error.reason()), error.message(), details)
 }
@@ -104,6 +110,10 @@ mod tests {
             (Reason::TooManyValues, Code::InvalidArgument),
             (Reason::Unavailable, Code::Unavailable),
             (Reason::InvalidArgument, Code::InvalidArgument),
+            (Reason::AttributeOperationInvalid, Code::InvalidArgument),
+            (Reason::AttributeValueChanged, Code::Aborted),
+            (Reason::RequestIdReused, Code::InvalidArgument),
+            (Reason::RequestInProgress, Code::Aborted),
             (Reason::AttributeNotClientWritable, Code::PermissionDenied),
             (Reason::RateLimited, Code::ResourceExhausted),
             (Reason::IdentityVerificationFailed, Code::PermissionDenied),
@@ -135,10 +145,13 @@ mod tests {
     fn a_batch_lists_every_failure_and_takes_the_first_ones_code() {
         let status: Status = app::Error::Batch(vec![
             (
-                "a".into(),
+                "values.a".into(),
                 Error::new(Reason::AttributeArchived, "archived").with_attribute("a"),
             ),
-            ("b".into(), Error::invalid_value("bad").with_attribute("b")),
+            (
+                "values.b".into(),
+                Error::invalid_value("bad").with_attribute("b"),
+            ),
         ])
         .into();
         assert_eq!(status.code(), Code::FailedPrecondition);

@@ -361,10 +361,11 @@ mod tests {
             r#"{"distinctId":"u1","attribute":"persona","value":42,"extra":{"x":1}}"#,
         )
         .unwrap();
-        assert_eq!(
-            got,
-            serde_json::json!({"distinctId":"u1","attribute":"persona","value":42})
-        );
+        assert_eq!(got["distinctId"], "u1");
+        assert_eq!(got["attribute"], "persona");
+        assert_eq!(got["value"], 42);
+        assert!(got.get("extra").is_none(), "unknown fields are dropped");
+        assert_eq!(got["validateOnly"], false, "unpopulated fields are emitted");
         let got = read(
             http::Method::POST,
             "/api/v1/attributes/values",

@@ -9,15 +9,25 @@ use serde_json::Value;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::{
-    domain::{Mode, PersonId, WorkspaceId},
-    storage::{Cleared, Error, PersonRead, PersonValues, PersonWrite, Result, ValueStore},
+    domain::{Mode, WorkspaceId},
+    storage::{
+        Cleared, Error, PersonRead, PersonUpdate, PersonValues, PersonWrite, Receipt,
+        RecordedRequest, Result, Updated, ValueStore,
+    },
 };
 
 /// A write waiting for its commit.
 struct WriteJob {
     write: PersonWrite,
     /// Answered only after the commit holding the write is durable.
-    reply: oneshot::Sender<Result<PersonId>>,
+    reply: oneshot::Sender<Result<Receipt>>,
+}
+
+/// An update waiting for its commit.
+struct UpdateJob {
+    update: PersonUpdate,
+    /// Answered only after the commit holding the update is durable.
+    reply: oneshot::Sender<Result<Updated>>,
 }
 
 /// A read waiting for its batch.
@@ -36,7 +46,9 @@ pub struct Lanes {
 }
 
 /// A [`ValueStore`] whose `write_values` calls are coalesced into
-/// [`ValueStore::write_batch`] calls and, when asked, whose `read_values` calls
+/// [`ValueStore::write_batch`] calls, whose `update_values` calls are
+/// coalesced into [`ValueStore::update_batch`] calls (with the same lanes as
+/// writes, in a queue of their own) and, when asked, whose `read_values` calls
 /// are coalesced into [`ValueStore::read_batch`] calls; everything else goes
 /// straight through.
 ///
@@ -50,6 +62,7 @@ pub struct Lanes {
 pub struct Coalescing {
     inner: Arc<dyn ValueStore>,
     writes: mpsc::Sender<WriteJob>,
+    updates: mpsc::Sender<UpdateJob>,
     reads: Option<mpsc::Sender<ReadJob>>,
 }
 
@@ -57,6 +70,8 @@ impl Coalescing {
     /// Coalesces the writes of `inner`, and its reads too when `reads` is
     /// given. Must be called inside a tokio runtime.
     pub fn new(inner: Arc<dyn ValueStore>, writes: Lanes, reads: Option<Lanes>) -> Self {
+        let store = inner.clone();
+        let updates = lane(writes, move |batch| update(store.clone(), batch));
         let store = inner.clone();
         let writes = lane(writes, move |batch| commit(store.clone(), batch));
         let reads = reads.map(|lanes| {
@@ -66,6 +81,7 @@ impl Coalescing {
         Self {
             inner,
             writes,
+            updates,
             reads,
         }
     }
@@ -123,6 +139,12 @@ async fn commit(store: Arc<dyn ValueStore>, batch: Vec<WriteJob>) {
     answer(replies, store.write_batch(writes).await, |r| r);
 }
 
+async fn update(store: Arc<dyn ValueStore>, batch: Vec<UpdateJob>) {
+    let (updates, replies): (Vec<_>, Vec<_>) =
+        batch.into_iter().map(|j| (j.update, j.reply)).unzip();
+    answer(replies, store.update_batch(updates).await, |r| r);
+}
+
 async fn read(store: Arc<dyn ValueStore>, batch: Vec<ReadJob>) {
     let (reads, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|j| (j.read, j.reply)).unzip();
     answer(replies, store.read_batch(reads).await, Ok);
@@ -167,6 +189,9 @@ impl Error {
             Error::Unavailable(e) => Error::Unavailable(e.clone()),
             Error::AlreadyExists => Error::AlreadyExists,
             Error::Config(m) => Error::Config(m.clone()),
+            Error::Refused(failures) => Error::Refused(failures.clone()),
+            Error::RequestReused => Error::RequestReused,
+            Error::RequestInProgress => Error::RequestInProgress,
             Error::Unexpected(e) => Error::Unexpected(e.to_string().into()),
         }
     }
@@ -180,7 +205,7 @@ impl ValueStore for Coalescing {
         mode: Mode,
         distinct_id: &str,
         values: &[(String, Value)],
-    ) -> Result<PersonId> {
+    ) -> Result<Receipt> {
         let write = PersonWrite {
             workspace: ws,
             mode,
@@ -190,8 +215,33 @@ impl ValueStore for Coalescing {
         ask(&self.writes, |reply| WriteJob { write, reply }).await
     }
 
-    async fn write_batch(&self, writes: Vec<PersonWrite>) -> Result<Vec<Result<PersonId>>> {
+    async fn write_batch(&self, writes: Vec<PersonWrite>) -> Result<Vec<Result<Receipt>>> {
         self.inner.write_batch(writes).await
+    }
+
+    async fn update_values(&self, update: PersonUpdate) -> Result<Updated> {
+        ask(&self.updates, |reply| UpdateJob { update, reply }).await
+    }
+
+    async fn update_batch(&self, updates: Vec<PersonUpdate>) -> Result<Vec<Result<Updated>>> {
+        self.inner.update_batch(updates).await
+    }
+
+    async fn preview_update(&self, update: PersonUpdate) -> Result<Updated> {
+        self.inner.preview_update(update).await
+    }
+
+    async fn find_request(
+        &self,
+        ws: WorkspaceId,
+        mode: Mode,
+        request_id: uuid::Uuid,
+    ) -> Result<Option<RecordedRequest>> {
+        self.inner.find_request(ws, mode, request_id).await
+    }
+
+    async fn forget_requests(&self, before: chrono::DateTime<chrono::Utc>) -> Result<u64> {
+        self.inner.forget_requests(before).await
     }
 
     async fn read_values(

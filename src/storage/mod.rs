@@ -9,6 +9,12 @@
 //! deals in plain records: attribute keys arrive already validated, and
 //! configs and values are JSON that storage never interprets.
 //!
+//! Updates ([`ValueStore::update_batch`]) carry, per value, a [`Decide`]
+//! closure from the caller that storage applies to the value as stored
+//! inside the write's transaction (`update` plans a batch for both
+//! backends), and optionally an idempotency key, whose outcome is recorded
+//! in the same transaction (table `requests`).
+//!
 //! Every method body runs in a task of its own (see `detached`), so a caller
 //! that gives up on a request (a client timeout, a dropped connection) never
 //! drops a database future half-way and never leaves a pooled connection in an
@@ -24,14 +30,19 @@ use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::Value;
 use tracing::Instrument;
 
-use crate::domain::{ApiKeyId, IdentityVerification, KeyKind, Mode, PersonId, WorkspaceId};
+use crate::domain::{ApiKeyId, Etag, IdentityVerification, KeyKind, Mode, PersonId, WorkspaceId};
 
 mod admin;
 mod coalesce;
 mod postgres;
 mod sqlite;
+mod update;
 
 pub use coalesce::{Coalescing, Lanes};
+pub use update::{
+    ChangeOutcome, Decide, Decision, IfEtag, PersonUpdate, REQUEST_RETENTION, RecordedRequest,
+    RequestKey, Updated, ValueChange,
+};
 
 /// The result of every storage operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -265,6 +276,8 @@ pub struct ValueRecord {
     pub value: Value,
     /// When it was last written.
     pub updated_at: DateTime<Utc>,
+    /// Its version, new on every change.
+    pub etag: Etag,
 }
 
 /// A person and the values a read asked for.
@@ -274,6 +287,16 @@ pub struct PersonValues {
     pub person_id: PersonId,
     /// Their values, sorted by key in byte order.
     pub values: Vec<ValueRecord>,
+}
+
+/// What a write of values did: the person and each value's new etag.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Receipt {
+    /// The person written to.
+    pub person_id: PersonId,
+    /// Each key written with the etag of the value it now holds, in the
+    /// order the keys were first given.
+    pub etags: Vec<(String, Etag)>,
 }
 
 /// The outcome of clearing one value of an existing person.
@@ -301,6 +324,20 @@ pub enum Error {
     /// it; the message never contains a password.
     #[error("invalid database configuration: {0}")]
     Config(String),
+    /// A request_id seen before (within the retention) with another request
+    /// body or on another RPC. Becomes `INVALID_ARGUMENT` `request_id_reused`.
+    #[error("the request_id was used for another request")]
+    RequestReused,
+    /// A request_id whose first request is still being applied. Becomes
+    /// `ABORTED` `request_in_progress`: safe to retry.
+    #[error("the first request with this request_id is still in progress")]
+    RequestInProgress,
+    /// An update refused against the stored values: each failing change's
+    /// index with its error (a failed `if_etag`, an increment out of range),
+    /// in order. Nothing of the update was written. Becomes the first
+    /// error's code, with one `BadRequest` violation per change.
+    #[error("{} of the changes were refused", .0.len())]
+    Refused(Vec<(usize, crate::domain::Error)>),
     /// Anything else: a bug or a broken database. Becomes `INTERNAL`; the
     /// details are for logs, never for clients.
     #[error("unexpected storage error: {0}")]
@@ -523,21 +560,22 @@ pub trait ValueStore: Send + Sync + 'static {
     /// Creates the person if needed and upserts all `values` (keys must have
     /// definitions), all or nothing: a failure writes no value and creates no
     /// person. Concurrent first writes of one `distinct_id` agree on one
-    /// person. A key given twice keeps its last value.
+    /// person. A key given twice keeps its last value. Every value written
+    /// gets a new etag.
     async fn write_values(
         &self,
         ws: WorkspaceId,
         mode: Mode,
         distinct_id: &str,
         values: &[(String, Value)],
-    ) -> Result<PersonId>;
+    ) -> Result<Receipt>;
 
     /// Writes several persons' values in one commit (group commit): each
     /// write is all or nothing on its own and gets its own result, in order;
     /// a write that fails does not stop the others. Nothing is acknowledged
     /// before the commit that holds it is durable. The outer error means the
     /// whole batch failed (an outage) and nothing of it was written.
-    async fn write_batch(&self, writes: Vec<PersonWrite>) -> Result<Vec<Result<PersonId>>>;
+    async fn write_batch(&self, writes: Vec<PersonWrite>) -> Result<Vec<Result<Receipt>>>;
 
     /// Several reads as one (coalesced reads): each read's answer as
     /// [`ValueStore::read_values`] gives it, in order. Every read sees every write
@@ -572,6 +610,44 @@ pub trait ValueStore: Send + Sync + 'static {
         keys: Option<&[String]>,
         include_archived: bool,
     ) -> Result<Option<PersonValues>>;
+
+    /// Applies one person's changes, each decided against the value stored
+    /// at the moment of the write, all or nothing: a refused change (see
+    /// [`Error::Refused`]) writes nothing and creates no person. A person is
+    /// created only when a change writes a value. Concurrent updates of one
+    /// value never lose each other.
+    async fn update_values(&self, update: PersonUpdate) -> Result<Updated> {
+        self.update_batch(vec![update])
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(Error::Unexpected("an update batch lost its update".into())))
+    }
+
+    /// Several persons' updates in one commit (group commit), each all or
+    /// nothing on its own, in order: a later update of the same value sees
+    /// the earlier one's result. The outer error means the whole batch
+    /// failed (an outage) and nothing of it was written.
+    async fn update_batch(&self, updates: Vec<PersonUpdate>) -> Result<Vec<Result<Updated>>>;
+
+    /// What [`ValueStore::update_values`] would do now, writing nothing
+    /// (validate_only): the outcomes as if applied, and the person only if
+    /// they exist.
+    async fn preview_update(&self, update: PersonUpdate) -> Result<Updated>;
+
+    /// The recorded outcome of a request_id, if one was recorded within
+    /// [`REQUEST_RETENTION`]: for a repeat that its own checks would now
+    /// refuse (an attribute archived since the first request).
+    async fn find_request(
+        &self,
+        ws: WorkspaceId,
+        mode: Mode,
+        request_id: uuid::Uuid,
+    ) -> Result<Option<RecordedRequest>>;
+
+    /// Deletes the request records created before `before`; returns how
+    /// many. The server calls it periodically, so records outlive their
+    /// retention by at most the period.
+    async fn forget_requests(&self, before: DateTime<Utc>) -> Result<u64>;
 
     /// Removes one value (archived or not); `None` if the person does not
     /// exist. The person stays even when their last value goes.
@@ -611,32 +687,46 @@ fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
-/// Keeps the last value given for each key, in first-seen order: a single
-/// upsert statement may not touch one row twice.
-fn last_value_per_key(values: &[(String, Value)]) -> Vec<(String, Value)> {
+/// A value to write with the new etag it gets.
+type Stamped = (String, Value, Etag);
+
+/// Keeps the last value given for each key, in first-seen order (a single
+/// upsert statement may not touch one row twice), each with a new etag.
+fn stamp(values: &[(String, Value)]) -> Vec<Stamped> {
     let mut position: HashMap<&str, usize> = HashMap::with_capacity(values.len());
-    let mut out: Vec<(String, Value)> = Vec::with_capacity(values.len());
+    let mut out: Vec<Stamped> = Vec::with_capacity(values.len());
     for (key, value) in values {
         match position.get(key.as_str()) {
             Some(&i) => out[i].1 = value.clone(),
             None => {
                 position.insert(key, out.len());
-                out.push((key.clone(), value.clone()));
+                out.push((key.clone(), value.clone(), Etag(uuid::Uuid::new_v4())));
             }
         }
     }
     out
 }
 
+impl Receipt {
+    /// The receipt of `person_id`'s write of `stamped`.
+    fn new(person_id: PersonId, stamped: &[Stamped]) -> Self {
+        Receipt {
+            person_id,
+            etags: stamped.iter().map(|(k, _, e)| (k.clone(), *e)).collect(),
+        }
+    }
+}
+
 /// One row of a batch of reads: the read's index, its person, then the
 /// person's values as parallel arrays (keys, values, when each was written,
-/// whether its definition is archived), NULL when the person has none.
+/// etags, whether its definition is archived), NULL when the person has none.
 type BatchPersonRow = (
     i32,
     PersonId,
     Option<Vec<String>>,
     Option<Vec<Value>>,
     Option<Vec<DateTime<Utc>>>,
+    Option<Vec<Etag>>,
     Option<Vec<bool>>,
 );
 
@@ -645,7 +735,7 @@ type BatchPersonRow = (
 /// by key in byte order.
 fn answer_reads(reads: &[PersonRead], rows: Vec<BatchPersonRow>) -> Vec<Option<PersonValues>> {
     let mut answers: Vec<Option<PersonValues>> = vec![None; reads.len()];
-    for (i, person_id, keys, values, times, archived) in rows {
+    for (i, person_id, keys, values, times, etags, archived) in rows {
         let Some(i) = usize::try_from(i).ok().filter(|i| *i < reads.len()) else {
             continue;
         };
@@ -655,16 +745,18 @@ fn answer_reads(reads: &[PersonRead], rows: Vec<BatchPersonRow>) -> Vec<Option<P
             .into_iter()
             .zip(values.unwrap_or_default())
             .zip(times.unwrap_or_default())
+            .zip(etags.unwrap_or_default())
             .zip(archived.unwrap_or_default());
         let mut kept: Vec<ValueRecord> = stored
-            .filter(|(((key, _), _), archived)| {
+            .filter(|((((key, _), _), _), archived)| {
                 read.keys.as_ref().is_none_or(|keys| keys.contains(key))
                     && (read.include_archived || !archived)
             })
-            .map(|(((key, value), updated_at), _)| ValueRecord {
+            .map(|((((key, value), updated_at), etag), _)| ValueRecord {
                 key,
                 value,
                 updated_at,
+                etag,
             })
             .collect();
         kept.sort_unstable_by(|a, b| a.key.cmp(&b.key));
@@ -682,6 +774,7 @@ type ValueRow = (
     Option<String>,
     Option<Value>,
     Option<DateTime<Utc>>,
+    Option<Etag>,
 );
 
 /// Folds the rows of a person-to-values LEFT JOIN into the person's values;
@@ -690,11 +783,12 @@ fn collect_values(rows: Vec<ValueRow>) -> Option<PersonValues> {
     let person_id = rows.first()?.0;
     let values = rows
         .into_iter()
-        .filter_map(|(_, key, value, updated_at)| {
+        .filter_map(|(_, key, value, updated_at, etag)| {
             Some(ValueRecord {
                 key: key?,
                 value: value?,
                 updated_at: updated_at?,
+                etag: etag?,
             })
         })
         .collect();

@@ -19,10 +19,12 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use crate::{
-    domain::{Mode, PersonId, WorkspaceId},
+    domain::{Etag, Mode, PersonId, WorkspaceId},
     storage::{
-        BatchPersonRow, Cleared, Error, PersonRead, PersonValues, PersonWrite, Result,
-        StoreOptions, ValueStore, admin, answer_reads, detached, last_value_per_key, now,
+        BatchPersonRow, Cleared, Error, PersonRead, PersonUpdate, PersonValues, PersonWrite,
+        REQUEST_RETENTION, Receipt, RecordedRequest, Result, Stamped, StoreOptions, Updated,
+        ValueStore, admin, answer_reads, detached, now, stamp,
+        update::{self, Owner, Plan, Snapshot},
     },
 };
 
@@ -150,12 +152,14 @@ impl ValueStore for PgStore {
         mode: Mode,
         distinct_id: &str,
         values: &[(String, Value)],
-    ) -> Result<PersonId> {
+    ) -> Result<Receipt> {
         let held = self.held.clone();
         let distinct_id = distinct_id.to_owned();
-        let (keys, values): (Vec<String>, Vec<Value>) =
-            last_value_per_key(values).into_iter().unzip();
-        detached(async move {
+        let stamped = stamp(values);
+        let keys: Vec<String> = stamped.iter().map(|(k, _, _)| k.clone()).collect();
+        let values: Vec<Value> = stamped.iter().map(|(_, v, _)| v.clone()).collect();
+        let etags: Vec<Etag> = stamped.iter().map(|(_, _, e)| *e).collect();
+        let person: PersonId = detached(async move {
             held.run(move |conn| {
                 Box::pin(async move {
                     // One statement, so all or nothing without a BEGIN.
@@ -179,11 +183,13 @@ impl ValueStore for PgStore {
                      RETURNING person_id \
                  ), written AS ( \
                      INSERT INTO attribute_values \
-                         (workspace_id, person_id, attribute_key, value, updated_at) \
-                     SELECT $1, person.person_id, v.key, v.value, $5 \
-                     FROM person CROSS JOIN unnest($6::text[], $7::jsonb[]) AS v (key, value) \
+                         (workspace_id, person_id, attribute_key, value, updated_at, etag) \
+                     SELECT $1, person.person_id, v.key, v.value, $5, v.etag \
+                     FROM person \
+                     CROSS JOIN unnest($6::text[], $7::jsonb[], $8::uuid[]) AS v (key, value, etag) \
                      ON CONFLICT (workspace_id, person_id, attribute_key) \
-                     DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at \
+                     DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at, \
+                                   etag = EXCLUDED.etag \
                  ) \
                  SELECT person_id FROM person",
                     )
@@ -194,24 +200,27 @@ impl ValueStore for PgStore {
                     .bind(now())
                     .bind(keys)
                     .bind(values)
+                    .bind(etags)
                     .fetch_one(conn)
                     .await
                 })
             })
             .await
         })
-        .await
+        .await?;
+        Ok(Receipt::new(person, &stamped))
     }
 
     #[instrument(level = "debug", skip_all, fields(writes = writes.len()))]
-    async fn write_batch(&self, writes: Vec<PersonWrite>) -> Result<Vec<Result<PersonId>>> {
+    async fn write_batch(&self, writes: Vec<PersonWrite>) -> Result<Vec<Result<Receipt>>> {
         let held = self.held.clone();
         let mut known = Vec::with_capacity(writes.len());
         for w in &writes {
             let key = (w.workspace, w.mode, w.distinct_id.clone());
             known.push(self.persons.get(&key));
         }
-        let batch = BatchArrays::new(&writes, &known);
+        let stamped: Vec<Vec<Stamped>> = writes.iter().map(|w| stamp(&w.values)).collect();
+        let batch = BatchArrays::new(&writes, &stamped, &known);
         let all = detached(async move { held.run(|conn| Box::pin(batch.write(conn))).await }).await;
         match all {
             Ok(ids) => {
@@ -221,7 +230,11 @@ impl ValueStore for PgStore {
                         self.persons.insert(key, *id);
                     }
                 }
-                Ok(ids.into_iter().map(Ok).collect())
+                Ok(ids
+                    .into_iter()
+                    .zip(&stamped)
+                    .map(|(id, stamped)| Ok(Receipt::new(id, stamped)))
+                    .collect())
             }
             Err(e @ Error::Unavailable(_)) => Err(e),
             // One statement is all or nothing; so that one bad write fails
@@ -288,7 +301,8 @@ impl ValueStore for PgStore {
                                  SELECT workspace_id, key FROM attribute_definitions \
                                  WHERE archived AND workspace_id = ANY ($2) \
                              ) \
-                             SELECT i.idx, p.person_id, v.keys, v.vals, v.times, v.archived \
+                             SELECT i.idx, p.person_id, v.keys, v.vals, v.times, v.etags, \
+                                    v.archived \
                              FROM unnest($1::int4[], $2::uuid[], $3::text[], $4::text[]) \
                                  AS i (idx, workspace_id, mode, distinct_id) \
                              JOIN persons p \
@@ -298,6 +312,7 @@ impl ValueStore for PgStore {
                                  SELECT array_agg(x.attribute_key) AS keys, \
                                         array_agg(x.value) AS vals, \
                                         array_agg(x.updated_at) AS times, \
+                                        array_agg(x.etag) AS etags, \
                                         array_agg(a.key IS NOT NULL) AS archived \
                                  FROM attribute_values x \
                                  LEFT JOIN archived a \
@@ -317,6 +332,92 @@ impl ValueStore for PgStore {
                 })
                 .await?;
             Ok(answer_reads(&reads, rows))
+        })
+        .await
+    }
+
+    #[instrument(level = "debug", skip_all, fields(updates = updates.len()))]
+    async fn update_batch(&self, updates: Vec<PersonUpdate>) -> Result<Vec<Result<Updated>>> {
+        let held = self.held.clone();
+        let updates = Arc::new(updates);
+        detached(async move {
+            // Each try either commits or finds that a value or person was
+            // created concurrently after the read (and writes nothing); a
+            // retry then finds and locks it, so tries are few. The bound is
+            // only a guard against a defect looping forever.
+            for _ in 0..UPDATE_TRIES {
+                let batch = updates.clone();
+                let outcome = held
+                    .run(move |conn| Box::pin(async move { update_once(conn, &batch).await }))
+                    .await?;
+                if let Some(results) = outcome {
+                    return Ok(results);
+                }
+            }
+            Err(Error::Unexpected(
+                format!("an update batch conflicted {UPDATE_TRIES} times in a row").into(),
+            ))
+        })
+        .await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn preview_update(&self, update: PersonUpdate) -> Result<Updated> {
+        let held = self.held.clone();
+        detached(async move {
+            let updates = Arc::new(vec![update]);
+            let batch = updates.clone();
+            let snapshot = held
+                .run(move |conn| {
+                    Box::pin(async move { read_snapshot(conn, &batch, READ_VALUES).await })
+                })
+                .await?;
+            update::preview(&updates, snapshot)
+        })
+        .await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn find_request(
+        &self,
+        ws: WorkspaceId,
+        mode: Mode,
+        request_id: Uuid,
+    ) -> Result<Option<RecordedRequest>> {
+        let pool = self.pool.clone();
+        detached(async move {
+            let row: Option<(Vec<u8>, Value)> = sqlx::query_as(
+                "SELECT fingerprint, response FROM requests \
+                 WHERE workspace_id = $1 AND mode = $2 AND request_id = $3 AND created_at > $4",
+            )
+            .bind(ws)
+            .bind(mode.as_str())
+            .bind(request_id)
+            .bind(now() - REQUEST_RETENTION)
+            .fetch_optional(&pool)
+            .await?;
+            row.map(|(fingerprint, response)| {
+                let outcome = update::outcome_from_json(&response)
+                    .ok_or_else(|| Error::Unexpected("a request record holds no outcome".into()))?;
+                Ok(RecordedRequest {
+                    fingerprint,
+                    outcome,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn forget_requests(&self, before: chrono::DateTime<chrono::Utc>) -> Result<u64> {
+        let pool = self.pool.clone();
+        detached(async move {
+            let done = sqlx::query("DELETE FROM requests WHERE created_at < $1")
+                .bind(before)
+                .execute(&pool)
+                .await?;
+            Ok(done.rows_affected())
         })
         .await
     }
@@ -362,6 +463,400 @@ impl ValueStore for PgStore {
     }
 }
 
+/// How often an update batch is tried before it is reported as a defect.
+const UPDATE_TRIES: usize = 32;
+
+/// The stored values an update batch reads, by primary key.
+const READ_VALUES: &str = "SELECT v.person_id, v.attribute_key, v.value, v.etag \
+     FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS k (workspace_id, person_id, key) \
+     JOIN attribute_values v \
+       ON v.workspace_id = k.workspace_id AND v.person_id = k.person_id \
+      AND v.attribute_key = k.key COLLATE \"C\"";
+
+/// [`READ_VALUES`], locking each row until commit, in primary-key order
+/// (the order every batch writes in, so lockers never deadlock).
+const LOCK_VALUES: &str = "SELECT v.person_id, v.attribute_key, v.value, v.etag \
+     FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS k (workspace_id, person_id, key) \
+     JOIN attribute_values v \
+       ON v.workspace_id = k.workspace_id AND v.person_id = k.person_id \
+      AND v.attribute_key = k.key COLLATE \"C\" \
+     ORDER BY v.workspace_id, v.person_id, v.attribute_key \
+     FOR UPDATE OF v";
+
+/// Each update's person and their stored values under the keys the batch
+/// changes, read with `values_query` ([`READ_VALUES`] or [`LOCK_VALUES`]).
+async fn read_snapshot(
+    conn: &mut PgConnection,
+    updates: &[PersonUpdate],
+    values_query: &'static str,
+) -> sqlx::Result<Snapshot> {
+    let mut idx = Vec::with_capacity(updates.len());
+    let mut workspaces = Vec::with_capacity(updates.len());
+    let mut modes = Vec::with_capacity(updates.len());
+    let mut distinct_ids = Vec::with_capacity(updates.len());
+    for (i, u) in updates.iter().enumerate() {
+        idx.push(i32::try_from(i).expect("batches are far smaller than 2^31"));
+        workspaces.push(u.workspace);
+        modes.push(u.mode.as_str());
+        distinct_ids.push(u.distinct_id.clone());
+    }
+    let found: Vec<(i32, PersonId)> = sqlx::query_as(
+        "SELECT i.idx, p.person_id \
+         FROM unnest($1::int4[], $2::uuid[], $3::text[], $4::text[]) \
+             AS i (idx, workspace_id, mode, distinct_id) \
+         JOIN persons p ON p.workspace_id = i.workspace_id AND p.mode = i.mode \
+                       AND p.distinct_id = i.distinct_id COLLATE \"C\"",
+    )
+    .bind(idx)
+    .bind(workspaces)
+    .bind(modes)
+    .bind(distinct_ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut persons = vec![None; updates.len()];
+    for (i, person) in found {
+        if let Some(slot) = usize::try_from(i).ok().and_then(|i| persons.get_mut(i)) {
+            *slot = Some(person);
+        }
+    }
+    let keys = update::keys_of(updates, &persons);
+    let mut values = std::collections::HashMap::with_capacity(keys.len());
+    if !keys.is_empty() {
+        let (mut ws, mut ids, mut names) = (Vec::new(), Vec::new(), Vec::new());
+        for (w, p, k) in keys {
+            ws.push(w);
+            ids.push(p);
+            names.push(k);
+        }
+        let rows: Vec<(PersonId, String, Value, Etag)> = sqlx::query_as(values_query)
+            .bind(ws)
+            .bind(ids)
+            .bind(names)
+            .fetch_all(&mut *conn)
+            .await?;
+        for (person, key, value, etag) in rows {
+            values.insert((person, key), (value, etag));
+        }
+    }
+    Ok(Snapshot { persons, values })
+}
+
+/// One try of an update batch in one transaction: lock and read the values,
+/// plan, write every planned row only over the version read, commit. `None`
+/// (after rolling back) when a row or person the read did not see appeared
+/// in the meantime; a deadlock counts as that too.
+async fn update_once(
+    conn: &mut PgConnection,
+    updates: &[PersonUpdate],
+) -> sqlx::Result<Option<Vec<Result<Updated>>>> {
+    use sqlx::Connection;
+    let mut tx = conn.begin().await?;
+    let outcome = async {
+        let at = now();
+        let (held, recorded) = hold_requests(&mut tx, updates, at).await?;
+        let triaged = update::triage(updates, &held, &recorded);
+        let open: Vec<PersonUpdate> = updates
+            .iter()
+            .zip(&triaged)
+            .filter(|(_, early)| early.is_none())
+            .map(|(u, _)| u.clone())
+            .collect();
+        let snapshot = read_snapshot(&mut tx, &open, LOCK_VALUES).await?;
+        let plan = update::plan(&open, snapshot);
+        if !write_plan(&mut tx, &plan).await? {
+            return Ok(None);
+        }
+        record_requests(&mut tx, update::records_of(&open, &plan.results), at).await?;
+        Ok::<_, sqlx::Error>(Some(update::merge(triaged, plan.results)))
+    }
+    .await;
+    match outcome {
+        Ok(Some(results)) => {
+            tx.commit().await?;
+            Ok(Some(results))
+        }
+        Ok(None) => {
+            tx.rollback().await?;
+            Ok(None)
+        }
+        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("40P01") => {
+            tx.rollback().await?;
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The advisory lock key of a request slot: requests are held by
+/// transaction-scoped advisory locks, which (unlike a row not yet committed)
+/// another transaction can test without waiting.
+fn request_lock(slot: &update::RequestSlot) -> i64 {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(slot.0.0.as_bytes());
+    hash.update(slot.1.as_str().as_bytes());
+    hash.update(slot.2.as_bytes());
+    let digest = hash.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(first)
+}
+
+/// Takes the lock of each update's request (if it has one) without
+/// waiting, and reads the records of the ones it got. `held[i]` is false
+/// when another transaction is applying the same request right now.
+async fn hold_requests(
+    tx: &mut PgConnection,
+    updates: &[PersonUpdate],
+    at: chrono::DateTime<chrono::Utc>,
+) -> sqlx::Result<(
+    Vec<bool>,
+    std::collections::HashMap<update::RequestSlot, RecordedRequest>,
+)> {
+    let slots: Vec<Option<update::RequestSlot>> = updates
+        .iter()
+        .map(|u| u.request.as_ref().map(|k| (u.workspace, u.mode, k.id)))
+        .collect();
+    let mut held = vec![true; updates.len()];
+    let mut recorded = std::collections::HashMap::new();
+    let wanted: Vec<(usize, update::RequestSlot)> = slots
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.map(|s| (i, s)))
+        .collect();
+    if wanted.is_empty() {
+        return Ok((held, recorded));
+    }
+    let locks: Vec<i64> = wanted.iter().map(|(_, s)| request_lock(s)).collect();
+    let got: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_try_advisory_xact_lock(l.key) \
+         FROM unnest($1::int8[]) WITH ORDINALITY AS l (key, ord) ORDER BY l.ord",
+    )
+    .bind(locks)
+    .fetch_all(&mut *tx)
+    .await?;
+    let (mut ws, mut modes, mut ids) = (Vec::new(), Vec::new(), Vec::new());
+    for ((i, slot), got) in wanted.iter().zip(got) {
+        held[*i] = got;
+        if got {
+            ws.push(slot.0);
+            modes.push(slot.1.as_str());
+            ids.push(slot.2);
+        }
+    }
+    if ids.is_empty() {
+        return Ok((held, recorded));
+    }
+    let rows: Vec<(WorkspaceId, String, Uuid, Vec<u8>, Value)> = sqlx::query_as(
+        "SELECT r.workspace_id, r.mode, r.request_id, r.fingerprint, r.response \
+         FROM unnest($1::uuid[], $2::text[], $3::uuid[]) AS k (workspace_id, mode, request_id) \
+         JOIN requests r ON r.workspace_id = k.workspace_id AND r.mode = k.mode \
+                        AND r.request_id = k.request_id \
+         WHERE r.created_at > $4",
+    )
+    .bind(ws)
+    .bind(modes)
+    .bind(ids)
+    .bind(at - REQUEST_RETENTION)
+    .fetch_all(&mut *tx)
+    .await?;
+    for (w, mode, id, fingerprint, response) in rows {
+        let (Some(mode), Some(outcome)) =
+            (Mode::parse(&mode), update::outcome_from_json(&response))
+        else {
+            return Err(sqlx::Error::Protocol(
+                "a request record holds no outcome".into(),
+            ));
+        };
+        recorded.insert(
+            (w, mode, id),
+            RecordedRequest {
+                fingerprint,
+                outcome,
+            },
+        );
+    }
+    Ok((held, recorded))
+}
+
+/// Stores the records of the requests a batch applied. A record past its
+/// retention may still be there (the sweep runs periodically); the new
+/// request takes its place.
+async fn record_requests(
+    tx: &mut PgConnection,
+    records: Vec<(update::RequestSlot, Vec<u8>, Value)>,
+    at: chrono::DateTime<chrono::Utc>,
+) -> sqlx::Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let (mut ws, mut modes, mut ids, mut prints, mut responses) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for ((w, mode, id), fingerprint, response) in records {
+        ws.push(w);
+        modes.push(mode.as_str());
+        ids.push(id);
+        prints.push(fingerprint);
+        responses.push(response);
+    }
+    sqlx::query(
+        "INSERT INTO requests \
+             (workspace_id, mode, request_id, fingerprint, response, created_at) \
+         SELECT r.workspace_id, r.mode, r.request_id, r.fingerprint, r.response, $6 \
+         FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::bytea[], $5::jsonb[]) \
+             AS r (workspace_id, mode, request_id, fingerprint, response) \
+         ON CONFLICT (workspace_id, mode, request_id) DO UPDATE SET \
+             fingerprint = EXCLUDED.fingerprint, response = EXCLUDED.response, \
+             created_at = EXCLUDED.created_at",
+    )
+    .bind(ws)
+    .bind(modes)
+    .bind(ids)
+    .bind(prints)
+    .bind(responses)
+    .bind(at)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Creates the plan's persons and writes its rows, each only over the etag
+/// it was read with (or only where none existed): `false` when any of them
+/// found something else, so the caller rolls back and tries again.
+async fn write_plan(tx: &mut PgConnection, plan: &Plan) -> sqlx::Result<bool> {
+    let at = now();
+    if !plan.new_persons.is_empty() {
+        let mut people: Vec<_> = plan.new_persons.iter().collect();
+        // Key order, as the batch write locks persons in.
+        people.sort_by(|a, b| {
+            (a.workspace.0, a.mode.as_str(), &a.distinct_id).cmp(&(
+                b.workspace.0,
+                b.mode.as_str(),
+                &b.distinct_id,
+            ))
+        });
+        let ws: Vec<WorkspaceId> = people.iter().map(|p| p.workspace).collect();
+        let modes: Vec<&str> = people.iter().map(|p| p.mode.as_str()).collect();
+        let dids: Vec<String> = people.iter().map(|p| p.distinct_id.clone()).collect();
+        let ids: Vec<PersonId> = people.iter().map(|p| p.person_id).collect();
+        // DO UPDATE returns the row of a person created concurrently, whose
+        // id then differs from ours: the batch was planned without their
+        // values, so it starts again.
+        let got: Vec<PersonId> = sqlx::query_scalar(
+            "INSERT INTO persons (workspace_id, mode, distinct_id, person_id, created_at) \
+             SELECT n.workspace_id, n.mode, n.distinct_id, n.person_id, $5 \
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[]) \
+                 WITH ORDINALITY AS n (workspace_id, mode, distinct_id, person_id, ord) \
+             ORDER BY n.ord \
+             ON CONFLICT (workspace_id, mode, distinct_id) \
+             DO UPDATE SET distinct_id = EXCLUDED.distinct_id \
+             RETURNING person_id",
+        )
+        .bind(ws)
+        .bind(modes)
+        .bind(dids)
+        .bind(&ids)
+        .bind(at)
+        .fetch_all(&mut *tx)
+        .await?;
+        if got.len() != ids.len() || got.iter().any(|id| !ids.contains(id)) {
+            return Ok(false);
+        }
+    }
+    let person_of = |owner: Owner| match owner {
+        Owner::Known(id) => id,
+        Owner::New(i) => plan.new_persons[i].person_id,
+    };
+    let mut upd = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    let mut ins = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut del = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for row in &plan.rows {
+        let person = person_of(row.owner);
+        match (&row.new, row.expected) {
+            (Some((value, etag)), Some(expected)) => {
+                upd.0.push(row.workspace);
+                upd.1.push(person);
+                upd.2.push(row.key.clone());
+                upd.3.push(value.clone());
+                upd.4.push(*etag);
+                upd.5.push(expected);
+            }
+            (Some((value, etag)), None) => {
+                ins.0.push(row.workspace);
+                ins.1.push(person);
+                ins.2.push(row.key.clone());
+                ins.3.push(value.clone());
+                ins.4.push(*etag);
+            }
+            (None, Some(expected)) => {
+                del.0.push(row.workspace);
+                del.1.push(person);
+                del.2.push(row.key.clone());
+                del.3.push(expected);
+            }
+            (None, None) => {}
+        }
+    }
+    let wanted = (upd.0.len() as i64, ins.0.len() as i64, del.0.len() as i64);
+    if wanted == (0, 0, 0) {
+        return Ok(true);
+    }
+    let counts: (i64, i64, i64) = sqlx::query_as(
+        "WITH upd AS ( \
+             UPDATE attribute_values v \
+             SET value = u.value, etag = u.etag, updated_at = $16 \
+             FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::uuid[], \
+                         $6::uuid[]) AS u (workspace_id, person_id, key, value, etag, expected) \
+             WHERE v.workspace_id = u.workspace_id AND v.person_id = u.person_id \
+               AND v.attribute_key = u.key COLLATE \"C\" AND v.etag = u.expected \
+             RETURNING 1 \
+         ), ins AS ( \
+             INSERT INTO attribute_values \
+                 (workspace_id, person_id, attribute_key, value, updated_at, etag) \
+             SELECT i.workspace_id, i.person_id, i.key, i.value, $16, i.etag \
+             FROM unnest($7::uuid[], $8::uuid[], $9::text[], $10::jsonb[], $11::uuid[]) \
+                 AS i (workspace_id, person_id, key, value, etag) \
+             ON CONFLICT (workspace_id, person_id, attribute_key) DO NOTHING \
+             RETURNING 1 \
+         ), del AS ( \
+             DELETE FROM attribute_values v \
+             USING unnest($12::uuid[], $13::uuid[], $14::text[], $15::uuid[]) \
+                 AS d (workspace_id, person_id, key, expected) \
+             WHERE v.workspace_id = d.workspace_id AND v.person_id = d.person_id \
+               AND v.attribute_key = d.key COLLATE \"C\" AND v.etag = d.expected \
+             RETURNING 1 \
+         ) \
+         SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM ins), \
+                (SELECT count(*) FROM del)",
+    )
+    .bind(upd.0)
+    .bind(upd.1)
+    .bind(upd.2)
+    .bind(upd.3)
+    .bind(upd.4)
+    .bind(upd.5)
+    .bind(ins.0)
+    .bind(ins.1)
+    .bind(ins.2)
+    .bind(ins.3)
+    .bind(ins.4)
+    .bind(del.0)
+    .bind(del.1)
+    .bind(del.2)
+    .bind(del.3)
+    .bind(at)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(counts == wanted)
+}
+
 /// A batch of writes as the parallel arrays one statement unnests.
 struct BatchArrays {
     /// Per write: its index, workspace, mode, distinct_id, whether its
@@ -377,10 +872,11 @@ struct BatchArrays {
     value_idx: Vec<i32>,
     keys: Vec<String>,
     values: Vec<Value>,
+    etags: Vec<Etag>,
 }
 
 impl BatchArrays {
-    fn new(writes: &[PersonWrite], known: &[Option<PersonId>]) -> Self {
+    fn new(writes: &[PersonWrite], stamped: &[Vec<Stamped>], known: &[Option<PersonId>]) -> Self {
         let mut arrays = BatchArrays {
             idx: Vec::with_capacity(writes.len()),
             workspaces: Vec::with_capacity(writes.len()),
@@ -391,8 +887,9 @@ impl BatchArrays {
             value_idx: Vec::new(),
             keys: Vec::new(),
             values: Vec::new(),
+            etags: Vec::new(),
         };
-        for (i, (write, known)) in writes.iter().zip(known).enumerate() {
+        for (i, ((write, stamped), known)) in writes.iter().zip(stamped).zip(known).enumerate() {
             let i = i32::try_from(i).expect("batches are far smaller than 2^31");
             arrays.idx.push(i);
             arrays.workspaces.push(write.workspace);
@@ -402,10 +899,11 @@ impl BatchArrays {
             arrays
                 .person_ids
                 .push(known.unwrap_or_else(|| PersonId(Uuid::now_v7())));
-            for (key, value) in last_value_per_key(&write.values) {
+            for (key, value, etag) in stamped {
                 arrays.value_idx.push(i);
-                arrays.keys.push(key);
-                arrays.values.push(value);
+                arrays.keys.push(key.clone());
+                arrays.values.push(value.clone());
+                arrays.etags.push(*etag);
             }
         }
         arrays
@@ -459,14 +957,16 @@ impl BatchArrays {
                                    AND p.distinct_id = i.distinct_id \
              ), written AS ( \
                  INSERT INTO attribute_values \
-                     (workspace_id, person_id, attribute_key, value, updated_at) \
+                     (workspace_id, person_id, attribute_key, value, updated_at, etag) \
                  SELECT DISTINCT ON (r.workspace_id, r.person_id, v.key) \
-                        r.workspace_id, r.person_id, v.key, v.value, $7 \
-                 FROM unnest($8::int4[], $9::text[], $10::jsonb[]) AS v (idx, key, value) \
+                        r.workspace_id, r.person_id, v.key, v.value, $7, v.etag \
+                 FROM unnest($8::int4[], $9::text[], $10::jsonb[], $11::uuid[]) \
+                     AS v (idx, key, value, etag) \
                  JOIN resolved r ON r.idx = v.idx \
                  ORDER BY r.workspace_id, r.person_id, v.key, v.idx DESC \
                  ON CONFLICT (workspace_id, person_id, attribute_key) \
-                 DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at \
+                 DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at, \
+                               etag = EXCLUDED.etag \
              ) \
              SELECT idx, person_id FROM resolved",
         )
@@ -480,6 +980,7 @@ impl BatchArrays {
         .bind(&self.value_idx)
         .bind(&self.keys)
         .bind(&self.values)
+        .bind(&self.etags)
         .fetch_all(conn)
         .await?;
         let mut persons = vec![None; self.idx.len()];

@@ -22,10 +22,12 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use crate::{
-    domain::{Mode, PersonId, WorkspaceId},
+    domain::{Etag, Mode, PersonId, WorkspaceId},
     storage::{
-        Cleared, Error, PersonValues, PersonWrite, Result, SqliteSynchronous, StoreOptions,
-        ValueRow, ValueStore, admin, collect_values, detached, last_value_per_key, now,
+        Cleared, Error, PersonUpdate, PersonValues, PersonWrite, REQUEST_RETENTION, Receipt,
+        RecordedRequest, Result, SqliteSynchronous, Stamped, StoreOptions, Updated, ValueRow,
+        ValueStore, admin, collect_values, detached, now, stamp,
+        update::{self, Owner, Plan, Snapshot},
     },
 };
 
@@ -74,7 +76,7 @@ impl SqliteStore {
 /// unknown person. The archived filter is a NOT EXISTS probe per value:
 /// joining the definitions inside the LEFT JOIN made SQLite scan every value
 /// of every person (the test below checks the plan).
-const READ_VALUES: &str = "SELECT p.person_id, v.attribute_key, v.value, v.updated_at \
+const READ_VALUES: &str = "SELECT p.person_id, v.attribute_key, v.value, v.updated_at, v.etag \
                  FROM persons p \
                  LEFT JOIN attribute_values v \
                    ON v.workspace_id = p.workspace_id AND v.person_id = p.person_id \
@@ -92,6 +94,7 @@ const READ_VALUES: &str = "SELECT p.person_id, v.attribute_key, v.value, v.updat
 async fn write_person(
     tx: &mut sqlx::SqliteConnection,
     write: &PersonWrite,
+    stamped: &[Stamped],
     updated_at: chrono::DateTime<chrono::Utc>,
 ) -> Result<PersonId> {
     let existing = sqlx::query_scalar(
@@ -121,19 +124,21 @@ async fn write_person(
             person
         }
     };
-    for (key, value) in last_value_per_key(&write.values) {
+    for (key, value, etag) in stamped {
         sqlx::query(
             "INSERT INTO attribute_values \
-                 (workspace_id, person_id, attribute_key, value, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5) \
+                 (workspace_id, person_id, attribute_key, value, updated_at, etag) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
              ON CONFLICT (workspace_id, person_id, attribute_key) \
-             DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+             DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at, \
+                           etag = excluded.etag",
         )
         .bind(write.workspace)
         .bind(person)
         .bind(key)
         .bind(value)
         .bind(updated_at)
+        .bind(etag)
         .execute(&mut *tx)
         .await?;
     }
@@ -148,6 +153,7 @@ async fn write_person(
 async fn write_all_at_once(
     tx: &mut sqlx::SqliteConnection,
     writes: &[PersonWrite],
+    stamped: &[Vec<Stamped>],
     updated_at: chrono::DateTime<chrono::Utc>,
 ) -> Result<Vec<PersonId>> {
     let hex = |id: Uuid| id.simple().to_string();
@@ -163,12 +169,12 @@ async fn write_all_at_once(
         })
         .collect();
     // The last value per person and key across the batch: later writes win.
-    let mut last: HashMap<(WorkspaceId, Mode, &str, String), Value> = HashMap::new();
+    let mut last: HashMap<(WorkspaceId, Mode, &str, &str), (&Value, Etag)> = HashMap::new();
     let mut order = Vec::new();
-    for w in writes {
-        for (key, value) in last_value_per_key(&w.values) {
-            let id = (w.workspace, w.mode, w.distinct_id.as_str(), key);
-            if last.insert(id.clone(), value).is_none() {
+    for (w, stamped) in writes.iter().zip(stamped) {
+        for (key, value, etag) in stamped {
+            let id = (w.workspace, w.mode, w.distinct_id.as_str(), key.as_str());
+            if last.insert(id, (value, *etag)).is_none() {
                 order.push(id);
             }
         }
@@ -176,8 +182,15 @@ async fn write_all_at_once(
     let values: Vec<Value> = order
         .into_iter()
         .map(|id| {
-            let value = last[&id].to_string();
-            serde_json::json!([hex(id.0.0), id.1.as_str(), id.2, id.3, value])
+            let (value, etag) = last[&id];
+            serde_json::json!([
+                hex(id.0.0),
+                id.1.as_str(),
+                id.2,
+                id.3,
+                value.to_string(),
+                hex(etag.0)
+            ])
         })
         .collect();
     let persons = Value::from(persons).to_string();
@@ -192,14 +205,17 @@ async fn write_all_at_once(
     .execute(&mut *tx)
     .await?;
     sqlx::query(
-        "INSERT INTO attribute_values (workspace_id, person_id, attribute_key, value, updated_at) \
-         SELECT p.workspace_id, p.person_id, j.value ->> 3, j.value ->> 4, ?2 \
+        "INSERT INTO attribute_values \
+             (workspace_id, person_id, attribute_key, value, updated_at, etag) \
+         SELECT p.workspace_id, p.person_id, j.value ->> 3, j.value ->> 4, ?2, \
+                unhex(j.value ->> 5) \
          FROM json_each(?1) AS j \
          JOIN persons p ON p.workspace_id = unhex(j.value ->> 0) AND p.mode = j.value ->> 1 \
                        AND p.distinct_id = j.value ->> 2 \
          WHERE true \
          ON CONFLICT (workspace_id, person_id, attribute_key) \
-         DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+         DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at, \
+                       etag = excluded.etag",
     )
     .bind(Value::from(values).to_string())
     .bind(updated_at)
@@ -222,6 +238,138 @@ async fn write_all_at_once(
     ids.into_iter()
         .map(|p| p.ok_or_else(|| Error::Unexpected("a batch write found no person".into())))
         .collect()
+}
+
+/// Reads what a batch of updates needs: each update's person, and their
+/// stored values under the keys the batch changes. Inside the writer's
+/// transaction nobody else writes, so what is read stays true until commit.
+async fn read_snapshot(
+    conn: &mut sqlx::SqliteConnection,
+    updates: &[PersonUpdate],
+) -> Result<Snapshot> {
+    let mut found: HashMap<(WorkspaceId, Mode, &str), Option<PersonId>> = HashMap::new();
+    let mut persons = Vec::with_capacity(updates.len());
+    for u in updates {
+        let who = (u.workspace, u.mode, u.distinct_id.as_str());
+        let person = match found.get(&who) {
+            Some(person) => *person,
+            None => {
+                let person = sqlx::query_scalar(
+                    "SELECT person_id FROM persons \
+                     WHERE workspace_id = ?1 AND mode = ?2 AND distinct_id = ?3",
+                )
+                .bind(u.workspace)
+                .bind(u.mode.as_str())
+                .bind(&u.distinct_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+                found.insert(who, person);
+                person
+            }
+        };
+        persons.push(person);
+    }
+    let mut values = HashMap::new();
+    for (ws, person, key) in update::keys_of(updates, &persons) {
+        let row: Option<(Value, Etag)> = sqlx::query_as(
+            "SELECT value, etag FROM attribute_values \
+             WHERE workspace_id = ?1 AND person_id = ?2 AND attribute_key = ?3",
+        )
+        .bind(ws)
+        .bind(person)
+        .bind(&key)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(stored) = row {
+            values.insert((person, key), stored);
+        }
+    }
+    Ok(Snapshot { persons, values })
+}
+
+/// The record of a request_id created within the retention before `at`.
+async fn find_recorded(
+    conn: &mut sqlx::SqliteConnection,
+    ws: WorkspaceId,
+    mode: Mode,
+    id: Uuid,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<RecordedRequest>> {
+    let row: Option<(Vec<u8>, Value)> = sqlx::query_as(
+        "SELECT fingerprint, response FROM requests \
+         WHERE workspace_id = ?1 AND mode = ?2 AND request_id = ?3 AND created_at > ?4",
+    )
+    .bind(ws)
+    .bind(mode.as_str())
+    .bind(id)
+    .bind(at - REQUEST_RETENTION)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|(fingerprint, response)| {
+        let outcome = update::outcome_from_json(&response)
+            .ok_or_else(|| Error::Unexpected("a request record holds no outcome".into()))?;
+        Ok(RecordedRequest {
+            fingerprint,
+            outcome,
+        })
+    })
+    .transpose()
+}
+
+/// Writes a planned batch inside the writer's transaction.
+async fn write_plan(conn: &mut sqlx::SqliteConnection, plan: &Plan) -> Result<()> {
+    let updated_at = now();
+    for person in &plan.new_persons {
+        sqlx::query(
+            "INSERT INTO persons (workspace_id, mode, distinct_id, person_id, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(person.workspace)
+        .bind(person.mode.as_str())
+        .bind(&person.distinct_id)
+        .bind(person.person_id)
+        .bind(updated_at)
+        .execute(&mut *conn)
+        .await?;
+    }
+    for row in &plan.rows {
+        let person = match row.owner {
+            Owner::Known(id) => id,
+            Owner::New(i) => plan.new_persons[i].person_id,
+        };
+        match &row.new {
+            Some((value, etag)) => {
+                sqlx::query(
+                    "INSERT INTO attribute_values \
+                         (workspace_id, person_id, attribute_key, value, updated_at, etag) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                     ON CONFLICT (workspace_id, person_id, attribute_key) \
+                     DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at, \
+                                   etag = excluded.etag",
+                )
+                .bind(row.workspace)
+                .bind(person)
+                .bind(&row.key)
+                .bind(value)
+                .bind(updated_at)
+                .bind(etag)
+                .execute(&mut *conn)
+                .await?;
+            }
+            None => {
+                sqlx::query(
+                    "DELETE FROM attribute_values \
+                     WHERE workspace_id = ?1 AND person_id = ?2 AND attribute_key = ?3",
+                )
+                .bind(row.workspace)
+                .bind(person)
+                .bind(&row.key)
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// SQLite's primary result codes that mean the file is out of reach or the
@@ -267,7 +415,7 @@ impl ValueStore for SqliteStore {
         mode: Mode,
         distinct_id: &str,
         values: &[(String, Value)],
-    ) -> Result<PersonId> {
+    ) -> Result<Receipt> {
         let write = PersonWrite {
             workspace: ws,
             mode,
@@ -281,9 +429,10 @@ impl ValueStore for SqliteStore {
     }
 
     #[instrument(level = "debug", skip_all, fields(writes = writes.len()))]
-    async fn write_batch(&self, writes: Vec<PersonWrite>) -> Result<Vec<Result<PersonId>>> {
+    async fn write_batch(&self, writes: Vec<PersonWrite>) -> Result<Vec<Result<Receipt>>> {
         let writer = self.writer.clone();
         detached(async move {
+            let stamped: Vec<Vec<Stamped>> = writes.iter().map(|w| stamp(&w.values)).collect();
             // One transaction, so one fsync for the whole batch; a savepoint
             // per write, so a failing write is undone alone. Dropping the
             // transaction on an outage rolls everything back.
@@ -294,23 +443,27 @@ impl ValueStore for SqliteStore {
             // transaction is rolled back and the batch is written again one
             // savepoint per write, so the failure stays its write's own.
             let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-            match write_all_at_once(&mut tx, &writes, updated_at).await {
+            match write_all_at_once(&mut tx, &writes, &stamped, updated_at).await {
                 Ok(persons) => {
                     tx.commit().await?;
-                    return Ok(persons.into_iter().map(Ok).collect());
+                    return Ok(persons
+                        .into_iter()
+                        .zip(&stamped)
+                        .map(|(person, stamped)| Ok(Receipt::new(person, stamped)))
+                        .collect());
                 }
                 Err(e @ Error::Unavailable(_)) => return Err(e),
                 Err(_) => tx.rollback().await?,
             }
             let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
             let mut results = Vec::with_capacity(writes.len());
-            for write in &writes {
+            for (write, stamped) in writes.iter().zip(&stamped) {
                 sqlx::query("SAVEPOINT person_write")
                     .execute(&mut *tx)
                     .await?;
-                let result = match write_person(&mut tx, write, updated_at).await {
+                let result = match write_person(&mut tx, write, stamped, updated_at).await {
                     Err(e @ Error::Unavailable(_)) => return Err(e),
-                    other => other,
+                    other => other.map(|person| Receipt::new(person, stamped)),
                 };
                 let end = if result.is_ok() {
                     "RELEASE person_write"
@@ -350,6 +503,102 @@ impl ValueStore for SqliteStore {
                 .fetch_all(&reader)
                 .await?;
             Ok(collect_values(rows))
+        })
+        .await
+    }
+
+    #[instrument(level = "debug", skip_all, fields(updates = updates.len()))]
+    async fn update_batch(&self, updates: Vec<PersonUpdate>) -> Result<Vec<Result<Updated>>> {
+        let writer = self.writer.clone();
+        detached(async move {
+            // The write lock from BEGIN IMMEDIATE on: the values read are the
+            // values written over, in every process sharing the file.
+            let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+            let at = now();
+            let mut recorded = HashMap::new();
+            for u in &updates {
+                if let Some(key) = &u.request
+                    && let Some(record) =
+                        find_recorded(&mut tx, u.workspace, u.mode, key.id, at).await?
+                {
+                    recorded.insert((u.workspace, u.mode, key.id), record);
+                }
+            }
+            // Nobody else holds a request while this transaction has the
+            // write lock.
+            let triaged = update::triage(&updates, &vec![true; updates.len()], &recorded);
+            let open: Vec<PersonUpdate> = updates
+                .iter()
+                .zip(&triaged)
+                .filter(|(_, early)| early.is_none())
+                .map(|(u, _)| u.clone())
+                .collect();
+            let snapshot = read_snapshot(&mut tx, &open).await?;
+            let plan = update::plan(&open, snapshot);
+            write_plan(&mut tx, &plan).await?;
+            for ((ws, mode, id), fingerprint, response) in update::records_of(&open, &plan.results)
+            {
+                // A record past its retention may still be there (the sweep
+                // runs periodically); the new request takes its place.
+                sqlx::query(
+                    "INSERT INTO requests \
+                         (workspace_id, mode, request_id, fingerprint, response, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                     ON CONFLICT (workspace_id, mode, request_id) DO UPDATE SET \
+                         fingerprint = excluded.fingerprint, response = excluded.response, \
+                         created_at = excluded.created_at",
+                )
+                .bind(ws)
+                .bind(mode.as_str())
+                .bind(id)
+                .bind(fingerprint)
+                .bind(response)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(update::merge(triaged, plan.results))
+        })
+        .await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn preview_update(&self, update: PersonUpdate) -> Result<Updated> {
+        let reader = self.reader.clone();
+        detached(async move {
+            let mut conn = reader.acquire().await?;
+            let updates = [update];
+            let snapshot = read_snapshot(&mut conn, &updates).await?;
+            update::preview(&updates, snapshot)
+        })
+        .await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn find_request(
+        &self,
+        ws: WorkspaceId,
+        mode: Mode,
+        request_id: Uuid,
+    ) -> Result<Option<RecordedRequest>> {
+        let reader = self.reader.clone();
+        detached(async move {
+            let mut conn = reader.acquire().await?;
+            find_recorded(&mut conn, ws, mode, request_id, now()).await
+        })
+        .await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn forget_requests(&self, before: chrono::DateTime<chrono::Utc>) -> Result<u64> {
+        let writer = self.writer.clone();
+        detached(async move {
+            let done = sqlx::query("DELETE FROM requests WHERE created_at < ?1")
+                .bind(before)
+                .execute(&writer)
+                .await?;
+            Ok(done.rows_affected())
         })
         .await
     }

@@ -73,6 +73,7 @@ async fn every_acknowledged_write_survives_a_sigkill_under_load(db: &TestDb) {
                         distinct_id: distinct_id.clone(),
                         attribute: "n".into(),
                         value: Some(s(&seq.to_string())),
+                        ..Default::default()
                     },
                 );
                 match client.set_attribute(request).await {

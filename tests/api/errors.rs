@@ -73,6 +73,7 @@ async fn an_undeclared_or_malformed_attribute_is_not_defined(db: &TestDb) {
                 pb::ClearAttributeRequest {
                     distinct_id: "u".into(),
                     attribute: "nope".into(),
+                    ..Default::default()
                 },
             ))
             .await,
@@ -130,6 +131,7 @@ async fn a_null_or_missing_value_is_invalid(db: &TestDb) {
                 distinct_id: "u".into(),
                 attribute: "name".into(),
                 value: None,
+                ..Default::default()
             },
         ))
         .await;
@@ -190,6 +192,7 @@ async fn a_request_without_a_key_is_missing_api_key(db: &TestDb) {
             distinct_id: "u".into(),
             attribute: "name".into(),
             value: Some(s("x")),
+            ..Default::default()
         }))
         .await;
     assert_refused(result, Code::Unauthenticated, "missing_api_key");
@@ -264,6 +267,7 @@ async fn reading_or_clearing_an_unknown_person_is_person_not_found(db: &TestDb) 
                 pb::ClearAttributeRequest {
                     distinct_id: "ghost".into(),
                     attribute: "name".into(),
+                    ..Default::default()
                 },
             ))
             .await,
@@ -435,6 +439,7 @@ async fn zero_or_over_a_hundred_values_is_too_many_values(db: &TestDb) {
                 pb::SetAttributesRequest {
                     distinct_id: "u".into(),
                     values,
+                    ..Default::default()
                 },
             ))
             .await;

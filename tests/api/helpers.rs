@@ -267,6 +267,7 @@ pub(crate) async fn set(
                 distinct_id: distinct_id.into(),
                 attribute: attribute.into(),
                 value: Some(value),
+                ..Default::default()
             },
         ))
         .await

@@ -165,9 +165,26 @@ async fn declare_seed(rest: &Rest, keys: &Keys) {
 
 backend_tests! {
     the_seed_examples_return_what_the_seed_shows,
+    adjustments_say_what_coercion_changed_over_rest,
     every_route_reaches_its_rpc,
     every_client_reason_has_its_status_and_body,
     public_keys_write_over_rest_only_while_the_flag_is_on,
+}
+
+/// The seed's result shape `{personId, attribute, value}` of a SetAttribute
+/// answer, after checking that its only other fields are section 8's etag
+/// and adjustments.
+fn seed_shape(answer: &Json) -> Json {
+    let mut shape = answer.as_object().expect("an object").clone();
+    assert!(
+        shape.remove("etag").is_some_and(|e| e.is_string()),
+        "{answer}"
+    );
+    assert!(
+        shape.remove("adjustments").is_some_and(|a| a.is_array()),
+        "{answer}"
+    );
+    Json::Object(shape)
 }
 
 async fn the_seed_examples_return_what_the_seed_shows(db: &TestDb) {
@@ -187,7 +204,7 @@ async fn the_seed_examples_return_what_the_seed_shows(db: &TestDb) {
             .await;
         let person_id = persona["personId"].as_str().unwrap().to_owned();
         assert_eq!(
-            persona,
+            seed_shape(&persona),
             json!({"personId": person_id, "attribute": "persona", "value": "teacher"})
         );
         let topics = rest
@@ -199,7 +216,7 @@ async fn the_seed_examples_return_what_the_seed_shows(db: &TestDb) {
             )
             .await;
         assert_eq!(
-            topics,
+            seed_shape(&topics),
             json!({"personId": person_id, "attribute": "topics", "value": ["history", "math"]})
         );
         // The subset that matches the declared options is kept.
@@ -212,6 +229,79 @@ async fn the_seed_examples_return_what_the_seed_shows(db: &TestDb) {
             )
             .await;
         assert_eq!(subset["value"], json!(["math"]));
+    }
+    app.stop().await;
+}
+
+async fn adjustments_say_what_coercion_changed_over_rest(db: &TestDb) {
+    let app = spawn_app(&db.url, &[]).await;
+    let keys = app.workspace().await;
+    let sk = keys.sk_live.as_str();
+    let [h1, h2] = Rest::both(&app);
+    declare_seed(&h1, &keys).await;
+    for (key, kind, config) in [
+        (
+            "nick",
+            "TEXT",
+            json!({"text": {"maxLength": 3, "truncate": true}}),
+        ),
+        ("logins", "NUMBER", json!({"number": {}})),
+    ] {
+        h1.ok(
+            Method::POST,
+            "/api/v1/attributes/definitions",
+            sk,
+            json!({"key": key, "type": format!("ATTRIBUTE_TYPE_{kind}"), "config": config}),
+        )
+        .await;
+    }
+    let kinds = |answer: &Json| -> Vec<String> {
+        answer["adjustments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["kind"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for rest in [&h1, &h2] {
+        let set = |attribute: &str, value: Json| {
+            let body = json!({"distinctId": "adj", "attribute": attribute, "value": value});
+            rest.ok(Method::POST, "/api/v1/attributes/values", sk, body)
+        };
+        let trimmed = set("persona", json!(" Teacher ")).await;
+        assert_eq!(kinds(&trimmed), ["TRIMMED", "CASE_NORMALIZED"], "{trimmed}");
+        let dropped = set("topics", json!(["Math", "cooking", "math"])).await;
+        assert_eq!(
+            kinds(&dropped),
+            ["CASE_NORMALIZED", "OPTIONS_DROPPED", "DUPLICATES_DROPPED"],
+            "{dropped}"
+        );
+        assert_eq!(dropped["adjustments"][1]["dropped"], json!(["cooking"]));
+        let truncated = set("nick", json!("abcdef")).await;
+        assert_eq!(kinds(&truncated), ["TRUNCATED"], "{truncated}");
+        assert_eq!(truncated["value"], "abc");
+        let converted = set("logins", json!("7")).await;
+        assert_eq!(kinds(&converted), ["CONVERTED"], "{converted}");
+        assert_eq!(converted["value"], 7);
+        let exact = set("persona", json!("teacher")).await;
+        assert_eq!(
+            exact["adjustments"],
+            json!([]),
+            "nothing changed, nothing reported"
+        );
+        // In a batch, by attribute.
+        let batch = rest
+            .ok(
+                Method::POST,
+                "/api/v1/attributes/values:batchSet",
+                sk,
+                json!({"distinctId": "adj", "values": {"persona": "STUDENT", "logins": 3}}),
+            )
+            .await;
+        assert_eq!(
+            batch["adjustments"]["persona"]["adjustments"][0]["kind"], "CASE_NORMALIZED",
+            "{batch}"
+        );
     }
     app.stop().await;
 }
@@ -898,6 +988,7 @@ async fn grpc_web_unary_calls_and_errors_are_readable_by_a_browser() {
             distinct_id: "web".into(),
             attribute: "persona".into(),
             value: Some(crate::helpers::s("Student")),
+            ..Default::default()
         };
         let call = |key: String| {
             rest.client
@@ -1155,6 +1246,7 @@ fn rest_and_grpc_store_the_same_value_or_refuse_with_the_same_reason() {
                                 distinct_id: format!("g{n}"),
                                 attribute: attribute.to_owned(),
                                 value: Some(to_value(&value)),
+                                ..Default::default()
                             },
                         ))
                         .await;

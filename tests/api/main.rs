@@ -5,16 +5,21 @@
 #[allow(dead_code)]
 mod common;
 
+mod adjustments;
 mod definitions;
+mod dry_runs;
 mod durability;
 mod errors;
+mod etags;
 #[path = "../common/process.rs"]
 mod process;
 
 mod foundation;
 mod helpers;
 mod http;
+mod idempotency;
 mod outage;
 mod safety;
 mod scope;
+mod updates;
 mod values;

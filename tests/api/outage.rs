@@ -13,11 +13,12 @@ use tonic::Code;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
-use vevee_attributes::proto::v1::AttributeType;
+use vevee_attributes::proto::v1::{self as pb, AttributeType, attribute_update::Operation as Op};
 
 use crate::{
     common::TestDb,
-    helpers::{TestApp, assert_refused, define, eventually, s, set, spawn_app},
+    helpers::{TestApp, assert_refused, authed, define, eventually, s, set, spawn_app},
+    updates::{upd, update},
 };
 
 /// Forwards connections from its own port to the database, until cut.
@@ -133,6 +134,35 @@ async fn a_database_outage_is_unavailable_and_not_serving_until_it_recovers() {
         Code::Unavailable,
         "unavailable",
     );
+    // The update path (one transaction per batch) too, with or without a
+    // request_id.
+    assert_refused(
+        update(
+            &app,
+            &keys.sk_live,
+            "u",
+            vec![upd("name", Op::Set(s("during")))],
+        )
+        .await,
+        Code::Unavailable,
+        "unavailable",
+    );
+    assert_refused(
+        app.attributes()
+            .set_attribute(authed(
+                &keys.sk_live,
+                pb::SetAttributeRequest {
+                    distinct_id: "u".into(),
+                    attribute: "name".into(),
+                    value: Some(s("during")),
+                    request_id: "4b3a2c1d-0e9f-4a8b-9c7d-6e5f4a3b2c1d".into(),
+                    validate_only: false,
+                },
+            ))
+            .await,
+        Code::Unavailable,
+        "unavailable",
+    );
     let not_serving = eventually(Duration::from_secs(5), || async {
         api_status(&app).await == ServingStatus::NotServing
     })
@@ -166,6 +196,14 @@ async fn a_database_outage_is_unavailable_and_not_serving_until_it_recovers() {
     })
     .await;
     assert!(recovered, "writes work again without a restart");
+    update(
+        &app,
+        &keys.sk_live,
+        "u",
+        vec![upd("name", Op::Set(s("updated")))],
+    )
+    .await
+    .expect("updates work again too");
     let serving = eventually(Duration::from_secs(5), || async {
         api_status(&app).await == ServingStatus::Serving
     })

@@ -49,6 +49,7 @@ async fn set_with(
             distinct_id: distinct_id.into(),
             attribute: "name".into(),
             value: Some(s("Ada")),
+            ..Default::default()
         },
     );
     for (name, value) in metadata {
@@ -131,6 +132,7 @@ async fn set_many(
             .iter()
             .map(|(k, v)| ((*k).to_owned(), s(v)))
             .collect(),
+        ..Default::default()
     };
     app.attributes()
         .set_attributes(authed(key, request))
@@ -151,6 +153,7 @@ async fn clear(
             pb::ClearAttributeRequest {
                 distinct_id: distinct_id.into(),
                 attribute: attribute.into(),
+                ..Default::default()
             },
         ))
         .await
@@ -203,6 +206,46 @@ async fn a_public_key_cannot_write_an_attribute_that_is_not_client_writable(db: 
         clear(&app, &keys.pk_live, "u", "plan").await,
         Code::PermissionDenied,
         "attribute_not_client_writable",
+    );
+    // UpdateAttributes: a violation per update, nothing applied.
+    let update = |key: &str, attribute: &str| {
+        authed(
+            key,
+            pb::UpdateAttributesRequest {
+                distinct_id: "u".into(),
+                updates: vec![
+                    pb::AttributeUpdate {
+                        attribute: "name".into(),
+                        operation: Some(pb::attribute_update::Operation::Set(s("Ada"))),
+                        if_etag: None,
+                    },
+                    pb::AttributeUpdate {
+                        attribute: attribute.into(),
+                        operation: Some(pb::attribute_update::Operation::Set(s("gold"))),
+                        if_etag: None,
+                    },
+                ],
+                ..Default::default()
+            },
+        )
+    };
+    let updated = assert_refused(
+        app.attributes()
+            .update_attributes(update(&keys.pk_live, "plan"))
+            .await,
+        Code::PermissionDenied,
+        "attribute_not_client_writable",
+    );
+    let violations = updated
+        .get_details_bad_request()
+        .expect("BadRequest")
+        .field_violations;
+    assert_eq!(violations.len(), 1, "{violations:?}");
+    assert_eq!(violations[0].field, "updates[1]");
+    assert_refused(
+        get(&app, &keys.sk_live, "u").await,
+        Code::NotFound,
+        "person_not_found",
     );
 
     // Secret keys write it as ever; public keys still write the others.

@@ -150,6 +150,7 @@ async fn set_attributes_stores_every_value_as_normalized(db: &TestDb) {
                     ("seats".to_owned(), s(" 12 ")),
                     ("persona".to_owned(), s("Teacher")),
                 ]),
+                ..Default::default()
             },
         ))
         .await
@@ -188,6 +189,7 @@ async fn set_attributes_is_all_or_nothing_with_one_violation_per_failing_value(d
                     ("undeclared".to_owned(), s("x")),
                     ("zzz_old".to_owned(), s("x")),
                 ]),
+                ..Default::default()
             },
         ))
         .await;
@@ -238,6 +240,7 @@ async fn clear_reports_whether_a_value_was_set_and_works_on_archived_attributes(
             pb::ClearAttributeRequest {
                 distinct_id: "u".into(),
                 attribute: attribute.into(),
+                ..Default::default()
             },
         );
         async move { client.clear_attribute(request).await.unwrap().into_inner() }
@@ -265,6 +268,7 @@ async fn a_person_whose_values_were_cleared_still_exists(db: &TestDb) {
             pb::ClearAttributeRequest {
                 distinct_id: "u".into(),
                 attribute: "name".into(),
+                ..Default::default()
             },
         ))
         .await
@@ -318,6 +322,7 @@ async fn fifty_concurrent_first_writes_get_one_person_id(db: &TestDb) {
                 distinct_id: "brand-new".into(),
                 attribute: "seats".into(),
                 value: Some(n(f64::from(i))),
+                ..Default::default()
             },
         );
         tokio::spawn(async move { client.set_attribute(request).await })

@@ -27,7 +27,8 @@ use tonic::{
 };
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use vevee_attributes::proto::v1::{
-    GetAttributesRequest, SetAttributeRequest, SetAttributesRequest,
+    AttributeUpdate, GetAttributesRequest, SetAttributeRequest, SetAttributesRequest,
+    UpdateAttributesRequest, attribute_update::Operation,
     attributes_service_client::AttributesServiceClient,
 };
 
@@ -46,6 +47,11 @@ enum Rpc {
     SetAttributes,
     /// GetAttributes of a person (seeded with 10 values).
     GetAttributes,
+    /// UpdateAttributes with one `increment` of the number attribute `n0`.
+    UpdateIncrement,
+    /// SetAttribute of one of a0..a9 with a new request_id each time, so
+    /// every request is recorded for its retries.
+    SetAttributeRequestId,
     /// grpc.health.v1.Health/Check: the baseline of the server itself.
     Health,
 }
@@ -56,6 +62,8 @@ impl Rpc {
             Rpc::SetAttribute => "set-attribute",
             Rpc::SetAttributes => "set-attributes",
             Rpc::GetAttributes => "get-attributes",
+            Rpc::UpdateIncrement => "update-increment",
+            Rpc::SetAttributeRequestId => "set-attribute-request-id",
             Rpc::Health => "health",
         }
     }
@@ -63,7 +71,7 @@ impl Rpc {
     /// Attribute values one request writes.
     fn values_written(self) -> u64 {
         match self {
-            Rpc::SetAttribute => 1,
+            Rpc::SetAttribute | Rpc::UpdateIncrement | Rpc::SetAttributeRequestId => 1,
             Rpc::SetAttributes => ATTRIBUTES as u64,
             Rpc::GetAttributes | Rpc::Health => 0,
         }
@@ -114,6 +122,28 @@ pub(crate) fn text(s: String) -> Value {
     Value {
         kind: Some(Kind::StringValue(s)),
     }
+}
+
+/// A request_id no other request of this or an earlier run used: the
+/// process's clock seed and a counter, spelled as a UUID (the server checks
+/// the syntax only).
+fn request_id() -> String {
+    use std::sync::{
+        OnceLock,
+        atomic::{AtomicU64, Ordering},
+    };
+    static BASE: OnceLock<u64> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let base = *BASE.get_or_init(|| clock_seed(0));
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        base >> 32,
+        (base >> 16) & 0xffff,
+        base & 0xfff,
+        (n >> 48) & 0xfff,
+        n & 0xffff_ffff_ffff
+    )
 }
 
 /// Everything a worker needs to build its requests without formatting.
@@ -231,6 +261,24 @@ impl RestClient {
                 format!("/api/v1/persons/{name}/attributes"),
                 String::new(),
             ),
+            Rpc::UpdateIncrement => (
+                "POST",
+                format!("/api/v1/persons/{name}/attributes:update"),
+                format!(
+                    r#"{{"updates":[{{"attribute":"{}","increment":1}}]}}"#,
+                    crate::COUNTER
+                ),
+            ),
+            Rpc::SetAttributeRequestId => (
+                "POST",
+                "/api/v1/attributes/values".to_owned(),
+                format!(
+                    r#"{{"distinctId":"{name}","attribute":"{}","value":"v{}","requestId":"{}"}}"#,
+                    p.attributes[n % ATTRIBUTES],
+                    n % p.values.len(),
+                    request_id()
+                ),
+            ),
             Rpc::Health => ("GET", "/readyz".to_owned(), String::new()),
         };
         let mut request = hyper::Request::builder()
@@ -326,6 +374,7 @@ impl Clients {
                     distinct_id: distinct_id(),
                     attribute: p.attributes[n % ATTRIBUTES].clone(),
                     value: Some(p.values[n % p.values.len()].clone()),
+                    ..Default::default()
                 };
                 self.attributes.set_attribute(p.request(message)).await?;
             }
@@ -333,8 +382,33 @@ impl Clients {
                 let message = SetAttributesRequest {
                     distinct_id: distinct_id(),
                     values: p.maps[n % p.maps.len()].clone(),
+                    ..Default::default()
                 };
                 self.attributes.set_attributes(p.request(message)).await?;
+            }
+            Rpc::UpdateIncrement => {
+                let message = UpdateAttributesRequest {
+                    distinct_id: distinct_id(),
+                    updates: vec![AttributeUpdate {
+                        attribute: crate::COUNTER.into(),
+                        operation: Some(Operation::Increment(1.0)),
+                        if_etag: None,
+                    }],
+                    ..Default::default()
+                };
+                self.attributes
+                    .update_attributes(p.request(message))
+                    .await?;
+            }
+            Rpc::SetAttributeRequestId => {
+                let message = SetAttributeRequest {
+                    distinct_id: distinct_id(),
+                    attribute: p.attributes[n % ATTRIBUTES].clone(),
+                    value: Some(p.values[n % p.values.len()].clone()),
+                    request_id: request_id(),
+                    validate_only: false,
+                };
+                self.attributes.set_attribute(p.request(message)).await?;
             }
             Rpc::GetAttributes => {
                 let message = GetAttributesRequest {

@@ -70,6 +70,9 @@ enum Command {
 /// The attributes the benchmark uses: text attributes `a0`..`a9`.
 pub(crate) const ATTRIBUTES: usize = 10;
 
+/// The number attribute `setup` declares for the update-increment workload.
+pub(crate) const COUNTER: &str = "n0";
+
 /// Where the server is and how to authenticate.
 #[derive(Clone, Args)]
 pub(crate) struct TargetArgs {

@@ -293,6 +293,60 @@ pub(crate) fn report(args: ReportArgs) -> AnyResult<()> {
         out.push('\n');
     }
 
+    // Update operations and idempotency keys (issue 13's targets).
+    let writes: Vec<&Json> = results
+        .0
+        .iter()
+        .filter(|r| r["tags"]["suite"].as_str() == Some("writes"))
+        .collect();
+    if !writes.is_empty() {
+        let _ = writeln!(
+            out,
+            "### Update operations and request_ids vs SetAttribute\n"
+        );
+        let _ = writeln!(
+            out,
+            "| system | RPC | conc. | req/s | p50 ms | p99 ms | errors | SetAttribute req/s | × SetAttribute | target |"
+        );
+        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---|---:|---:|---:|");
+        for r in writes {
+            let system = r["tags"]["system"].as_str().unwrap_or("?");
+            let workload = r["workload"].as_str().unwrap_or("?");
+            let c = r["concurrency"].as_u64().unwrap_or(0) as usize;
+            let plain = results
+                .find_at(
+                    &[
+                        ("system", system),
+                        ("suite", "matrix"),
+                        ("workload", "set-attribute"),
+                    ],
+                    c,
+                )
+                .map(rps)
+                .unwrap_or(0.0);
+            let target = match workload {
+                "update-increment" => "≥ 0.8",
+                "set-attribute-request-id" => "≥ 0.7",
+                _ => "-",
+            };
+            let _ = writeln!(
+                out,
+                "| {system} | {workload} | {c} | {} | {} | {} | {} | {} | {} | {target} |",
+                fmt_rps(rps(r)),
+                fmt_ms(lat(r, "p50")),
+                fmt_ms(lat(r, "p99")),
+                fmt_errors(r),
+                if plain > 0.0 {
+                    fmt_rps(plain)
+                } else {
+                    "-".into()
+                },
+                ratio(rps(r), plain),
+            );
+        }
+        out.push('\n');
+    }
+
     // Memory.
     let rss: Vec<&Json> = results
         .0

@@ -1,5 +1,6 @@
-//! `setup`: declares the text attributes `a0`..`a9` and seeds the
-//! population with SetAttributes of 10 values per person.
+//! `setup`: declares the text attributes `a0`..`a9` and the number
+//! attribute `n0` (for update-increment), and seeds the population with
+//! SetAttributes of 10 values per person.
 
 use std::{
     collections::HashMap,
@@ -23,7 +24,7 @@ use vevee_attributes::proto::v1::{
 };
 
 use crate::{
-    ATTRIBUTES, AnyResult, TargetArgs,
+    ATTRIBUTES, AnyResult, COUNTER, TargetArgs,
     load::{endpoint, text},
     stats::{CLIENT_TIMEOUT, Stats, code_name},
 };
@@ -80,7 +81,7 @@ pub(crate) fn setup(args: SetupArgs) -> AnyResult<()> {
                 r#type: AttributeType::Text as i32,
                 config: None,
                 display_name: format!("Bench attribute {i}"),
-                description: String::new(),
+                ..Default::default()
             }));
             match definitions.create_attribute_definition(request).await {
                 Ok(_) => created += 1,
@@ -93,6 +94,18 @@ pub(crate) fn setup(args: SetupArgs) -> AnyResult<()> {
             ATTRIBUTES - 1,
             ATTRIBUTES - created
         );
+        let request = with_auth(Request::new(CreateAttributeDefinitionRequest {
+            key: COUNTER.into(),
+            r#type: AttributeType::Number as i32,
+            config: None,
+            display_name: "Bench counter".into(),
+            ..Default::default()
+        }));
+        match definitions.create_attribute_definition(request).await {
+            Ok(_) => {}
+            Err(status) if status.code() == Code::AlreadyExists => {}
+            Err(status) => return Err(format!("declaring {COUNTER}: {status}").into()),
+        }
         if args.population == 0 {
             return Ok(());
         }
@@ -126,6 +139,7 @@ pub(crate) fn setup(args: SetupArgs) -> AnyResult<()> {
                     let mut request = Request::new(SetAttributesRequest {
                         distinct_id: format!("{prefix}{i}"),
                         values: values.clone(),
+                        ..Default::default()
                     });
                     request.metadata_mut().insert("authorization", auth.clone());
                     let result = tokio::time::timeout(

@@ -29,6 +29,7 @@ export { VeveeError } from './errors.js';
 export type { VeveeErrorCode, Violation } from './errors.js';
 export type {
   Analytics,
+  Adjustment,
   AttributeOperation,
   AttributeUpdate,
   AttributeUpdateResult,

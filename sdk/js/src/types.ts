@@ -55,11 +55,27 @@ export interface SetAttributeArgs {
   requestId?: string;
 }
 
-/** The persisted result: `value` is what the server stored, possibly normalized or truncated. */
+/** What coercion did to a value (section 8 of the contract), so no change is silent. */
+export interface Adjustment {
+  kind: 'TRIMMED' | 'CASE_NORMALIZED' | 'TRUNCATED' | 'OPTIONS_DROPPED' | 'DUPLICATES_DROPPED' | 'CONVERTED' | string;
+  /** TRUNCATED: the length before truncation. */
+  originalLength: number;
+  /** OPTIONS_DROPPED, DUPLICATES_DROPPED: the elements left out. */
+  dropped: string[];
+}
+
+/**
+ * The persisted result, as the seed's Returns: `value` is what the server
+ * stored, possibly normalized or truncated from the input. Also the stored
+ * value's `etag` (for `ifEtag` preconditions) and the `adjustments` that
+ * say what was normalized.
+ */
 export interface SetAttributeResult {
   personId: string;
   attribute: string;
   value: AttributeValue;
+  etag: string;
+  adjustments: Adjustment[];
 }
 
 /** Arguments of `setAttributes`: 1 to 100 values of one person, all or nothing. */
@@ -73,6 +89,10 @@ export interface SetAttributesArgs {
 export interface SetAttributesResult {
   personId: string;
   values: Record<string, AttributeValue>;
+  /** The etag of each stored value. */
+  etags: Record<string, string>;
+  /** What coercion did, by attribute (only those it changed). */
+  adjustments: Record<string, { adjustments: Adjustment[] }>;
 }
 
 /** Arguments of `getAttributes` (secret keys only). */
@@ -90,6 +110,8 @@ export interface StoredAttribute {
   value: AttributeValue;
   /** When it was last written, RFC 3339 UTC. */
   updatedAt: string;
+  /** Changes whenever the value does; send it as `ifEtag` to update only that value. */
+  etag: string;
 }
 
 /** A person's values, sorted by attribute key. */
@@ -146,6 +168,8 @@ export interface AttributeUpdateResult {
   applied: boolean;
   /** The etag of the value stored now; empty when none is. */
   etag: string;
+  /** What coercion did to the operation's value. */
+  adjustments: Adjustment[];
 }
 
 /** One result per update, in the order of the request. */

@@ -781,3 +781,69 @@ proptest! {
         prop_assert_eq!(back.as_f64(), Some(x + 0.0));
     }
 }
+
+#[test]
+fn each_adjustment_is_reported_where_coercion_makes_it() {
+    use crate::domain::Adjustment::*;
+    let text = AttributeConfig::Text(TextConfig::default());
+    let short = AttributeConfig::Text(TextConfig::new(3, true).unwrap());
+    let number = AttributeConfig::Number(NumberConfig::default());
+    let boolean = AttributeConfig::Boolean;
+    let day = AttributeConfig::Date(DateConfig::new(false));
+    let instant = AttributeConfig::Date(DateConfig::new(true));
+    let single = AttributeConfig::SingleChoice(
+        ChoiceConfig::new(options(&["teacher", "student"]), false).unwrap(),
+    );
+    let multi = AttributeConfig::MultiChoice(
+        MultiChoiceConfig::new(options(&["history", "math"]), false, 100).unwrap(),
+    );
+    let cases: Vec<(
+        &AttributeConfig,
+        Option<prost_types::Value>,
+        Vec<Adjustment>,
+    )> = vec![
+        (&text, s(" as given "), vec![]),
+        (&text, n(42.0), vec![Converted]),
+        (&text, b(true), vec![Converted]),
+        (&short, s("abcdef"), vec![Truncated { original_length: 6 }]),
+        (&short, s("abc"), vec![]),
+        (&number, n(42.0), vec![]),
+        (&number, s("42"), vec![Converted]),
+        (&number, s(" 42 "), vec![Trimmed, Converted]),
+        (&boolean, b(true), vec![]),
+        (&boolean, s("TRUE"), vec![Converted]),
+        (&boolean, n(0.0), vec![Converted]),
+        (&day, s("2024-05-01"), vec![]),
+        (&day, s(" 2024-05-01 "), vec![Trimmed]),
+        (&day, s("2024-05-01T23:30:00-02:00"), vec![Converted]),
+        (&day, n(0.0), vec![Converted]),
+        (&instant, s("2024-05-01T09:30:00Z"), vec![]),
+        (&instant, s("2024-05-01T11:30:00+02:00"), vec![Converted]),
+        (&single, s("teacher"), vec![]),
+        (&single, s("Teacher"), vec![CaseNormalized]),
+        (&single, s(" teacher "), vec![Trimmed]),
+        (&multi, strs(&["history", "math"]), vec![]),
+        (
+            &multi,
+            strs(&["history", "math", "cooking"]),
+            vec![OptionsDropped {
+                dropped: vec!["cooking".into()],
+            }],
+        ),
+        (
+            &multi,
+            strs(&["math", "MATH", "math"]),
+            vec![
+                CaseNormalized,
+                DuplicatesDropped {
+                    dropped: vec!["MATH".into(), "math".into()],
+                },
+            ],
+        ),
+        (&multi, strs(&[" Math "]), vec![Trimmed, CaseNormalized]),
+    ];
+    for (config, input, want) in cases {
+        let got = coerce_named(config, input.as_ref(), None).unwrap();
+        assert_eq!(got.adjustments, want, "{config:?} {input:?}");
+    }
+}

@@ -95,10 +95,13 @@ describe('the SDK in headless chromium, from a page on another origin', () => {
     assert.equal(single.resolved.attribute, 'persona');
     assert.equal(single.resolved.value, 'teacher');
     assert.equal(typeof single.resolved.personId, 'string');
-    assert.deepEqual(Object.keys(single.resolved).sort(), ['attribute', 'personId', 'value']);
+    assert.deepEqual(Object.keys(single.resolved).sort(), ['adjustments', 'attribute', 'etag', 'personId', 'value']);
 
     const multi = await page.evaluate(() => window.steps.multiChoice('flag on'));
-    assert.deepEqual(multi.resolved, { personId: single.resolved.personId, attribute: 'topics', value: ['history', 'math'] });
+    const { personId, attribute, value, etag, adjustments } = multi.resolved;
+    assert.deepEqual({ personId, attribute, value }, { personId: single.resolved.personId, attribute: 'topics', value: ['history', 'math'] });
+    assert.equal(typeof etag, 'string');
+    assert.deepEqual(adjustments, [], 'stored as sent');
 
     const subset = await page.evaluate(() => window.steps.subset('flag on'));
     assert.deepEqual(subset.resolved.value, ['history', 'math'], 'the server keeps only the matching subset');

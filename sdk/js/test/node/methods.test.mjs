@@ -27,7 +27,7 @@ describe('vevee.analytics against the real server', () => {
       attribute: 'persona',
       value: 'teacher',
     });
-    assert.deepEqual(Object.keys(result).sort(), ['attribute', 'personId', 'value']);
+    assert.deepEqual(Object.keys(result).sort(), ['adjustments', 'attribute', 'etag', 'personId', 'value']);
     assert.equal(typeof result.personId, 'string');
     assert.ok(result.personId.length > 0);
     assert.equal(result.attribute, 'persona');
@@ -121,6 +121,42 @@ describe('vevee.analytics against the real server', () => {
     await assert.rejects(vevee.analytics.getAttributes({ distinctId: 'moded' }), { code: 'person_not_found', status: 404 });
     const read = await test.analytics.getAttributes({ distinctId: 'moded' });
     assert.equal(read.attributes[0].value, 'student');
+  });
+
+  it('updateAttributes increments and adds in the database, and a repeated requestId applies once', async () => {
+    const distinctId = 'updater';
+    await vevee.analytics.setAttribute({ distinctId, attribute: 'plan_seats', value: 1 });
+    const requestId = '8d3f1c2a-6b4e-4f0a-9c7d-2e5b1a0f3c99';
+    const args = {
+      distinctId,
+      requestId,
+      updates: [
+        { attribute: 'plan_seats', increment: 2 },
+        { attribute: 'topics', add: ['math', 'art'] },
+      ],
+    };
+    const first = await vevee.analytics.updateAttributes(args);
+    assert.deepEqual(first.results.map((r) => [r.attribute, r.value, r.applied]), [
+      ['plan_seats', 3, true],
+      ['topics', ['math', 'art'], true],
+    ]);
+    const again = await vevee.analytics.updateAttributes(args);
+    assert.deepEqual(again, first, 'the retry gets the first response');
+    const read = await vevee.analytics.getAttributes({ distinctId, attributes: ['plan_seats'] });
+    assert.equal(read.attributes[0].value, 3, 'applied once');
+    // A precondition that no longer holds.
+    await assert.rejects(
+      vevee.analytics.updateAttributes({
+        distinctId,
+        updates: [{ attribute: 'plan_seats', set: 9, ifEtag: 'stale' }],
+      }),
+      { code: 'attribute_value_changed', status: 409 },
+    );
+    // An operation that doesn't fit the type.
+    await assert.rejects(
+      vevee.analytics.updateAttributes({ distinctId, updates: [{ attribute: 'persona', increment: 1 }] }),
+      { code: 'attribute_operation_invalid', status: 400, attribute: 'persona' },
+    );
   });
 
   it('a host given with a trailing slash works', async () => {
