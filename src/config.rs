@@ -6,7 +6,22 @@ use std::{fmt, net::SocketAddr, time::Duration};
 
 use clap::Args;
 
-use crate::storage::SqliteSynchronous;
+use crate::{app::Rate, storage::SqliteSynchronous};
+
+/// A rate limit flag: a [`Rate`], or `off`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit(pub Option<Rate>);
+
+impl std::str::FromStr for RateLimit {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "off" => Ok(RateLimit(None)),
+            rate => rate.parse().map(|r| RateLimit(Some(r))),
+        }
+    }
+}
 
 /// `--sqlite-synchronous`: the flag's spelling of [`SqliteSynchronous`]
 /// (clap's derive stays in the front doors, off the storage types).
@@ -165,6 +180,23 @@ pub struct ServeArgs {
     /// PostgreSQL only: most batches of reads running at once.
     #[arg(long, env = "READS_IN_FLIGHT", default_value_t = 2)]
     pub reads_in_flight: usize,
+
+    /// Requests a second each public key may make on this replica, with its
+    /// burst: `RATE/s[,burst=N]`, `RATE/min[,burst=N]`, or `off`. Per
+    /// replica: N replicas behind a balancer let through up to N times it.
+    /// Over it: RESOURCE_EXHAUSTED `rate_limited` with RetryInfo (REST:
+    /// 429 and Retry-After). Secret keys are not limited.
+    #[arg(long, env = "PUBLIC_KEY_RATE", default_value = "50/s,burst=100")]
+    pub public_key_rate: RateLimit,
+
+    /// Writes a second to one person (distinct_id) with public keys on this
+    /// replica, with its burst; same syntax and answer as --public-key-rate.
+    #[arg(
+        long,
+        env = "PUBLIC_KEY_RATE_PER_PERSON",
+        default_value = "5/s,burst=20"
+    )]
+    pub public_key_rate_per_person: RateLimit,
 
     /// How often the server deletes request_id records past their 24 hours
     /// (AIP-155 idempotency); records outlive their retention by at most this.

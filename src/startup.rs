@@ -93,7 +93,12 @@ impl Application {
         } else {
             store.clone()
         };
-        let app = App::new(store.clone(), values, args.cache_ttl);
+        let limits = app::PublicKeyLimits {
+            per_key: args.public_key_rate.0,
+            per_person: args.public_key_rate_per_person.0,
+            clock: Arc::new(app::SystemClock::new()),
+        };
+        let app = App::new(store.clone(), values, args.cache_ttl, limits);
         if !args.no_bootstrap {
             bootstrap(&app)
                 .await

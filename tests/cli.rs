@@ -487,3 +487,54 @@ fn several_workspaces_need_an_explicit_choice() {
     let error = db.fails(&["keys", "list", "--workspace", &missing]);
     assert!(error.contains("no such workspace"), "{error}");
 }
+
+#[test]
+fn client_writable_is_set_by_define_and_by_the_schema_file() {
+    let db = Db::new();
+    create_workspace(&db, "acme");
+    let defined = db.json(&[
+        "attributes",
+        "define",
+        "plan",
+        "--type",
+        "text",
+        "--client-writable",
+        "off",
+    ]);
+    assert_eq!(defined["client_writable"], false);
+    db.ok(&["attributes", "define", "name", "--type", "text"]);
+    let listed = db.definitions();
+    assert_eq!(listed[0]["key"], "name");
+    assert_eq!(listed[0]["client_writable"], true, "the default");
+
+    // The file states the whole definition: absent means writable.
+    let schema = db.file(
+        "schema.toml",
+        "[attributes.name]\ntype = \"text\"\nclient_writable = false\n\
+         [attributes.plan]\ntype = \"text\"\n",
+    );
+    let applied = db.json(&["attributes", "apply", &schema]);
+    assert_eq!(
+        applied["changes"]["name"],
+        serde_json::json!(["client_writable"])
+    );
+    assert_eq!(
+        applied["changes"]["plan"],
+        serde_json::json!(["client_writable"])
+    );
+    let after = db.definitions();
+    assert_eq!(after[0]["client_writable"], false);
+    assert_eq!(after[1]["client_writable"], true);
+    let unchanged = db.json(&["attributes", "apply", &schema]);
+    assert_eq!(unchanged["unchanged"], serde_json::json!(["name", "plan"]));
+
+    let bad = db.file(
+        "bad.toml",
+        "[attributes.name]\ntype = \"text\"\nclient_writable = \"no\"\n",
+    );
+    let error = fails(db.run_with(&["attributes", "apply", &bad], &[]), &["apply"]);
+    assert!(
+        error.contains("attributes.name.client_writable: expected true or false"),
+        "{error}"
+    );
+}

@@ -78,6 +78,7 @@ fn text_definition(key: &str) -> NewDefinition {
         config: json!({"max_length": 255}),
         display_name: None,
         description: None,
+        client_writable: true,
     }
 }
 
@@ -253,6 +254,7 @@ async fn a_workspace_never_sees_another_workspaces_rows(db: &TestDb) {
             a,
             Settings {
                 client_attribute_writes: true,
+                ..Settings::default()
             },
         )
         .await
@@ -334,7 +336,8 @@ async fn a_workspace_never_sees_another_workspaces_rows(db: &TestDb) {
     assert_eq!(
         store.get_settings(b).await.unwrap(),
         Some(Settings {
-            client_attribute_writes: false
+            client_attribute_writes: false,
+            ..Settings::default()
         })
     );
     assert!(store.list_api_keys(b).await.unwrap().is_empty());
@@ -835,6 +838,7 @@ async fn definition_updates_change_only_what_is_given(db: &TestDb) {
                 config: json!({"options": ["history", "math"], "allow_custom": false}),
                 display_name: Some("Topics".to_owned()),
                 description: Some("What they study".to_owned()),
+                client_writable: true,
             },
         )
         .await
@@ -885,7 +889,27 @@ async fn definition_updates_change_only_what_is_given(db: &TestDb) {
     assert_eq!(renamed.config, new_config);
     assert_eq!(
         store.get_definition(ws, "topics").await.unwrap(),
-        Some(renamed)
+        Some(renamed.clone())
+    );
+
+    assert!(renamed.client_writable);
+    let server_only = store
+        .update_definition(
+            ws,
+            "topics",
+            DefinitionChanges {
+                client_writable: Some(false),
+                ..DefinitionChanges::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!server_only.client_writable);
+    assert_eq!(server_only.display_name.as_deref(), Some("Subjects"));
+    assert_eq!(
+        store.get_definition(ws, "topics").await.unwrap(),
+        Some(server_only)
     );
 
     let missing = store
@@ -999,13 +1023,22 @@ async fn settings_default_to_off_and_can_be_turned_on_and_off(db: &TestDb) {
     );
     let on = Settings {
         client_attribute_writes: true,
+        identity_verification: vevee_attributes::domain::IdentityVerification::Required,
+        allowed_origins: vec![
+            "https://*.example.com".into(),
+            "http://localhost:3000".into(),
+        ],
     };
-    assert_eq!(store.update_settings(ws.id, on).await.unwrap(), Some(on));
-    assert_eq!(store.get_settings(ws.id).await.unwrap(), Some(on));
-    let off = Settings {
-        client_attribute_writes: false,
-    };
-    assert_eq!(store.update_settings(ws.id, off).await.unwrap(), Some(off));
+    assert_eq!(
+        store.update_settings(ws.id, on.clone()).await.unwrap(),
+        Some(on.clone())
+    );
+    assert_eq!(store.get_settings(ws.id).await.unwrap(), Some(on.clone()));
+    let off = Settings::default();
+    assert_eq!(
+        store.update_settings(ws.id, off.clone()).await.unwrap(),
+        Some(off.clone())
+    );
     assert_eq!(store.get_settings(ws.id).await.unwrap(), Some(off));
 
     let nowhere = WorkspaceId(uuid::Uuid::new_v4());

@@ -68,6 +68,11 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
         }
     }
 
+    /// Forgets `key` (a change this replica just made, reloaded on next use).
+    fn remove(&self, key: &K) {
+        self.entries.remove(key);
+    }
+
     /// Replaces the value of `key` (a change this replica just made).
     fn insert(&self, key: K, value: V) {
         self.entries.insert(key, (value, Instant::now()));
@@ -84,7 +89,9 @@ pub(crate) struct Catalog {
 struct Caches {
     store: Arc<dyn AdminStore>,
     keys: TtlCache<[u8; 32], Option<Principal>>,
-    settings: TtlCache<WorkspaceId, Settings>,
+    settings: TtlCache<WorkspaceId, Arc<Settings>>,
+    /// The active identity secrets of workspaces that require verification.
+    identity_secrets: TtlCache<WorkspaceId, Arc<[String]>>,
     definitions: TtlCache<(WorkspaceId, AttributeKey), Option<Arc<AttributeDefinition>>>,
 }
 
@@ -96,6 +103,7 @@ impl Catalog {
                 store,
                 keys: TtlCache::new(ttl),
                 settings: TtlCache::new(ttl),
+                identity_secrets: TtlCache::new(ttl),
                 definitions: TtlCache::new(ttl),
             }),
         }
@@ -114,24 +122,48 @@ impl Catalog {
                         workspace: k.workspace,
                         mode: k.mode,
                         secret: k.kind == KeyKind::Secret,
+                        identity: None,
                     }))
             })
             .await
     }
 
     /// A workspace's settings (the defaults if the workspace is gone).
-    pub(crate) async fn settings(&self, ws: WorkspaceId) -> Result<Settings, Error> {
+    pub(crate) async fn settings(&self, ws: WorkspaceId) -> Result<Arc<Settings>, Error> {
         self.inner
             .settings
             .get_or_load(&ws, || async {
-                Ok(self.inner.store.get_settings(ws).await?.unwrap_or_default())
+                Ok(Arc::new(
+                    self.inner.store.get_settings(ws).await?.unwrap_or_default(),
+                ))
             })
             .await
     }
 
     /// Records settings this replica just stored.
     pub(crate) fn settings_changed(&self, ws: WorkspaceId, settings: Settings) {
-        self.inner.settings.insert(ws, settings);
+        self.inner.settings.insert(ws, Arc::new(settings));
+    }
+
+    /// The unrevoked identity secrets of a workspace.
+    pub(crate) async fn identity_secrets(&self, ws: WorkspaceId) -> Result<Arc<[String]>, Error> {
+        self.inner
+            .identity_secrets
+            .get_or_load(&ws, || async {
+                let all = self.inner.store.list_identity_secrets(ws).await?;
+                Ok(all
+                    .into_iter()
+                    .filter(|s| s.revoked_at.is_none())
+                    .map(|s| s.secret)
+                    .collect())
+            })
+            .await
+    }
+
+    /// Forgets a workspace's secrets after this replica changed them, so the
+    /// next check loads them.
+    pub(crate) fn identity_secrets_changed(&self, ws: WorkspaceId) {
+        self.inner.identity_secrets.remove(&ws);
     }
 
     /// The definition of `key`, archived or not; `None` if not declared.

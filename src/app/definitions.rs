@@ -83,6 +83,7 @@ pub(super) fn from_record(record: &DefinitionRecord) -> Result<AttributeDefiniti
     )
     .map_err(corrupt)?;
     definition.set_archived(record.archived);
+    definition.set_client_writable(record.client_writable);
     Ok(definition)
 }
 
@@ -140,8 +141,10 @@ fn parse_page_token(token: &str) -> Result<Option<String>, Error> {
 }
 
 impl App {
-    /// Declares `key` of type `t`; a config of another type names the
+    /// Declares `key` of type `t`, writable by public keys unless
+    /// `client_writable` is false; a config of another type names the
     /// attribute, a taken key is `attribute_already_exists`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn declare(
         &self,
         ws: WorkspaceId,
@@ -150,11 +153,13 @@ impl App {
         config: NewConfig,
         display_name: Option<String>,
         description: Option<String>,
+        client_writable: bool,
     ) -> Result<StoredDefinition, Error> {
         let config = config
             .resolve(t)
             .map_err(|e| e.with_attribute(key.as_str()))?;
-        let definition = AttributeDefinition::new(key, config, display_name, description)?;
+        let mut definition = AttributeDefinition::new(key, config, display_name, description)?;
+        definition.set_client_writable(client_writable);
         self.create_definition(ws, &definition).await
     }
 
@@ -174,6 +179,7 @@ impl App {
                     config: definition.config().to_json(),
                     display_name: definition.display_name().map(str::to_owned),
                     description: definition.description().map(str::to_owned),
+                    client_writable: definition.client_writable(),
                 },
             )
             .await;
@@ -256,6 +262,7 @@ impl App {
         config: Option<NewConfig>,
         display_name: Option<String>,
         description: Option<String>,
+        client_writable: Option<bool>,
     ) -> Result<StoredDefinition, Error> {
         let current = self.definition(ws, key).await?.definition;
         let config = match config {
@@ -267,13 +274,16 @@ impl App {
             None => None,
         };
         let config_changed = config.is_some();
-        let updated = current.update(config, display_name, description)?;
+        let mut updated = current.update(config, display_name, description)?;
+        if let Some(client_writable) = client_writable {
+            updated.set_client_writable(client_writable);
+        }
         self.save_definition(ws, &updated, config_changed).await
     }
 
     /// Stores `updated`, a stored definition changed with
-    /// [`AttributeDefinition::update`]: its names always, its config only
-    /// when `config_changed`. A definition gone meanwhile is
+    /// [`AttributeDefinition::update`]: its names and `client_writable`
+    /// always, its config only when `config_changed`. A definition gone meanwhile is
     /// `attribute_definition_not_found`.
     pub async fn save_definition(
         &self,
@@ -292,6 +302,7 @@ impl App {
                     // An empty name is stored as given and reads back as "no name".
                     display_name: Some(updated.display_name().unwrap_or_default().to_owned()),
                     description: Some(updated.description().unwrap_or_default().to_owned()),
+                    client_writable: Some(updated.client_writable()),
                 },
             )
             .await?

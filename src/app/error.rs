@@ -17,6 +17,10 @@ pub enum Error {
     /// (the first decides the code).
     #[error("{} of the values failed", .0.len())]
     Batch(Vec<(String, domain::Error)>),
+    /// A public key over its rate (`rate_limited`), and when a retry can
+    /// pass.
+    #[error("{0}")]
+    Limited(domain::Error, std::time::Duration),
     /// A defect or a broken database: logged in full, shown to clients as a
     /// bare internal error.
     #[error("internal error: {0}")]

@@ -10,7 +10,9 @@
 //! - `definitions`: declaring, changing, archiving and listing attributes.
 //! - `values`: setting, reading and clearing a person's values.
 //! - `settings`: workspace settings with update masks.
+//! - `identity`: identity secrets and the check of identity signatures.
 //! - `catalog`: the caches, with their staleness bound.
+//! - `rate_limit`: token buckets of public keys ([`Rate`], [`Clock`]).
 //! - `error`: [`Error`], the one error type of the layer.
 
 mod access;
@@ -18,18 +20,22 @@ mod api_key;
 mod catalog;
 mod definitions;
 mod error;
+mod identity;
+mod rate_limit;
 mod settings;
 mod values;
 mod workspaces;
 
 use std::{sync::Arc, time::Duration};
 
-pub use access::{Principal, Scope};
+pub use access::{Credentials, Principal, Scope};
 pub use api_key::ApiKey;
 pub use definitions::{
     DEFAULT_PAGE_SIZE, DefinitionPage, MAX_PAGE_SIZE, NewConfig, StoredDefinition,
 };
 pub use error::Error;
+pub use identity::{IssuedSecret, MAX_ACTIVE_IDENTITY_SECRETS};
+pub use rate_limit::{Clock, Rate, SystemClock};
 pub use settings::SettingsField;
 pub use values::{
     AttributeUpdate, Cleared, MAX_VALUES_PER_BATCH, PersonAttributes, StoredAttribute,
@@ -37,7 +43,7 @@ pub use values::{
 };
 pub use workspaces::{IssuedKey, create_workspace};
 
-use self::catalog::Catalog;
+use self::{catalog::Catalog, rate_limit::Limiter};
 use crate::storage::{AdminStore, ValueStore};
 
 /// The use cases over one database, cheap to clone (one reference count):
@@ -54,23 +60,61 @@ struct Inner {
     values: Arc<dyn ValueStore>,
     /// What every request needs, cached for at most the TTL.
     catalog: Catalog,
+    /// Buckets per public key; `None`: not limited.
+    per_key: Option<Limiter>,
+    /// Buckets per person written by public keys; `None`: not limited.
+    per_person: Option<Limiter>,
+}
+
+/// Most buckets each limiter keeps: one per person recently written by a
+/// public key is a few dozen bytes, so this bounds a replica's limiter at a
+/// few megabytes whatever number of distinct_ids it sees.
+const MAX_BUCKETS: usize = 100_000;
+
+/// The rate limits of public keys (CONTRACT.md section 11), per replica.
+#[derive(Clone)]
+pub struct PublicKeyLimits {
+    /// Requests of one public key; `None`: not limited.
+    pub per_key: Option<Rate>,
+    /// Writes of one person (workspace, mode and distinct_id) with public
+    /// keys; `None`: not limited.
+    pub per_person: Option<Rate>,
+    /// The time the buckets fill with.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl PublicKeyLimits {
+    /// No limits (the operator commands, which serve no public key).
+    pub fn off() -> Self {
+        Self {
+            per_key: None,
+            per_person: None,
+            clock: Arc::new(SystemClock::new()),
+        }
+    }
 }
 
 impl App {
     /// The use cases over `admin` and `values` (usually one backend, the
     /// values half wrapped for group commit), caching keys, settings and
-    /// definitions for at most `cache_ttl`.
+    /// definitions for at most `cache_ttl`, limiting public keys by `limits`.
     pub fn new(
         admin: Arc<dyn AdminStore>,
         values: Arc<dyn ValueStore>,
         cache_ttl: Duration,
+        limits: PublicKeyLimits,
     ) -> Self {
         let catalog = Catalog::new(admin.clone(), cache_ttl);
+        let limiter = |rate: Option<Rate>| {
+            rate.map(|rate| Limiter::new(rate, MAX_BUCKETS, limits.clock.clone()))
+        };
         Self {
             inner: Arc::new(Inner {
                 admin,
                 values,
                 catalog,
+                per_key: limiter(limits.per_key),
+                per_person: limiter(limits.per_person),
             }),
         }
     }

@@ -3,7 +3,7 @@
 
 use super::{App, Error};
 use crate::{
-    domain::{Reason, WorkspaceId},
+    domain::{Reason, WorkspaceId, parse_origin_pattern},
     storage::Settings,
 };
 
@@ -12,11 +12,19 @@ use crate::{
 pub enum SettingsField {
     /// `client_attribute_writes`: whether public keys may write values.
     ClientAttributeWrites,
+    /// `identity_verification`: whether public-key writes need a signature.
+    IdentityVerification,
+    /// `allowed_origins`: where public keys may be used from.
+    AllowedOrigins,
 }
 
 impl SettingsField {
     /// Every setting: what an empty update mask means.
-    pub const ALL: [SettingsField; 1] = [SettingsField::ClientAttributeWrites];
+    pub const ALL: [SettingsField; 3] = [
+        SettingsField::ClientAttributeWrites,
+        SettingsField::IdentityVerification,
+        SettingsField::AllowedOrigins,
+    ];
 
     /// The field an update-mask path names (its proto or JSON name).
     pub fn parse(path: &str) -> Result<Self, Error> {
@@ -24,11 +32,15 @@ impl SettingsField {
             "client_attribute_writes" | "clientAttributeWrites" => {
                 Ok(SettingsField::ClientAttributeWrites)
             }
+            "identity_verification" | "identityVerification" => {
+                Ok(SettingsField::IdentityVerification)
+            }
+            "allowed_origins" | "allowedOrigins" => Ok(SettingsField::AllowedOrigins),
             other => Err(Error::refused(
                 Reason::InvalidArgument,
                 format!(
                     "update_mask: {other:?} is not a workspace setting; the settings are: \
-                     client_attribute_writes."
+                     client_attribute_writes, identity_verification, allowed_origins."
                 ),
             )),
         }
@@ -56,14 +68,24 @@ impl App {
                 SettingsField::ClientAttributeWrites => {
                     settings.client_attribute_writes = given.client_attribute_writes;
                 }
+                SettingsField::IdentityVerification => {
+                    settings.identity_verification = given.identity_verification;
+                }
+                SettingsField::AllowedOrigins => {
+                    settings.allowed_origins = given
+                        .allowed_origins
+                        .iter()
+                        .enumerate()
+                        .map(|(i, p)| parse_origin_pattern(i, p))
+                        .collect::<Result<_, _>>()?;
+                }
             }
         }
-        let stored = self
-            .admin()
-            .update_settings(ws, settings)
-            .await?
-            .unwrap_or(settings);
-        self.catalog().settings_changed(ws, stored);
+        let stored = match self.admin().update_settings(ws, settings.clone()).await? {
+            Some(stored) => stored,
+            None => settings,
+        };
+        self.catalog().settings_changed(ws, stored.clone());
         Ok(stored)
     }
 }

@@ -6,6 +6,11 @@
 //! which records their outcome in the same transaction; writes without one
 //! keep the single-statement write path. Dry runs (`validate_only`, AIP-163)
 //! go through the same checks and planner and write nothing.
+//!
+//! Public keys (browser writes, CONTRACT.md section 11) pass
+//! [`App::client_write`] (identity verification, the per-person rate) once
+//! per request, and may write only attributes whose definition is
+//! `client_writable`, checked for every value and update by [`App::writable`].
 
 use std::sync::Arc;
 
@@ -14,7 +19,7 @@ use prost::Message;
 use prost_types::Value;
 use sha2::{Digest, Sha256};
 
-use super::{App, Error, Principal};
+use super::{App, Error, Principal, access::rate_limited};
 use crate::domain::{
     self, Adjustment, Applied, AttributeDefinition, AttributeKey, DistinctId, Etag, Operation,
     PersonId, Reason,
@@ -352,6 +357,35 @@ impl App {
             .ok_or_else(|| not_defined(&key).into())
     }
 
+    /// What a public-key write must pass before its values are looked at:
+    /// identity verification, then the per-person rate limit (so that only
+    /// a verified caller can drain a person's bucket). Secret keys pass.
+    /// UpdateAttributes (section 8) must call it too.
+    async fn client_write(&self, who: Principal, distinct_id: &DistinctId) -> Result<(), Error> {
+        if who.secret {
+            return Ok(());
+        }
+        self.verify_identity(who, distinct_id).await?;
+        if let Some(limiter) = &self.inner.per_person {
+            limiter
+                .take((who.workspace, who.mode, distinct_id.as_str()))
+                .map_err(|wait| rate_limited(wait, "This person is written too often"))?;
+        }
+        Ok(())
+    }
+
+    /// The definition of a key that `who` writes (sets, clears, updates):
+    /// as [`App::declared`], and for a public key
+    /// `attribute_not_client_writable` unless the definition lets browsers
+    /// write it.
+    async fn writable(&self, who: Principal, key: &str) -> Result<Arc<AttributeDefinition>, Error> {
+        let definition = self.declared(who, key).await?;
+        if !who.secret {
+            definition.check_client_write()?;
+        }
+        Ok(definition)
+    }
+
     /// Coerces one value for a write: the key as declared and the JSON to
     /// store.
     async fn coerce(
@@ -360,7 +394,7 @@ impl App {
         key: &str,
         value: Option<&Value>,
     ) -> Result<Coercion, Error> {
-        let definition = self.declared(who, key).await?;
+        let definition = self.writable(who, key).await?;
         let coerced = definition.coerce(value)?;
         Ok((
             definition.key().clone(),
@@ -500,6 +534,7 @@ impl App {
             ));
         }
         let distinct_id = DistinctId::parse(distinct_id)?;
+        self.client_write(who, &distinct_id).await?;
         // Key order makes "the first failure" well defined, and the
         // fingerprint independent of the map's order.
         values.sort_by(|a, b| a.0.cmp(&b.0));
@@ -547,6 +582,7 @@ impl App {
         options: WriteOptions<'_>,
     ) -> Result<WrittenValue, Error> {
         let distinct_id = DistinctId::parse(distinct_id)?;
+        self.client_write(who, &distinct_id).await?;
         let request = request_key(options, || {
             let mut f = Fingerprint::new("SetAttribute", &distinct_id);
             f.text(key);
@@ -605,6 +641,7 @@ impl App {
             ));
         }
         let distinct_id = DistinctId::parse(distinct_id)?;
+        self.client_write(who, &distinct_id).await?;
         let request = request_key(options, || {
             let mut f = Fingerprint::new("UpdateAttributes", &distinct_id);
             for u in &updates {
@@ -631,7 +668,7 @@ impl App {
         let mut failures = Vec::new();
         for (i, update) in updates.iter().enumerate() {
             let field = format!("updates[{i}]");
-            let definition = match self.declared(who, &update.attribute).await {
+            let definition = match self.writable(who, &update.attribute).await {
                 Ok(definition) => definition,
                 Err(Error::Refused(e)) => {
                     failures.push((field, e.with_attribute(update.attribute.clone())));
@@ -770,12 +807,13 @@ impl App {
         options: WriteOptions<'_>,
     ) -> Result<Cleared, Error> {
         let distinct_id = DistinctId::parse(distinct_id)?;
+        self.client_write(who, &distinct_id).await?;
         let request = request_key(options, || {
             let mut f = Fingerprint::new("ClearAttribute", &distinct_id);
             f.text(key);
             f
         })?;
-        let attribute = match self.declared(who, key).await {
+        let attribute = match self.writable(who, key).await {
             Ok(definition) => definition.key().clone(),
             Err(error) => {
                 let outcome = self.recorded_or(who, request.as_ref(), error).await?;

@@ -4,8 +4,8 @@
 use serde_json::{Map, Value as Json, json};
 
 use super::{
-    DefineArgs, Error, Scoped,
-    output::{definition_json, human_time, table},
+    DefineArgs, Error, OnOff, Scoped,
+    output::{definition_json, human_time, on_off, table},
     scoped_session,
 };
 use crate::{
@@ -53,8 +53,9 @@ pub(super) async fn define(args: DefineArgs) -> Result<(), Error> {
     }
     let config = AttributeConfig::from_json(t, &Json::Object(config))
         .map_err(|e| Error::Invalid(in_flags(&e)))?;
-    let definition = AttributeDefinition::new(key, config, args.display_name, args.description)
+    let mut definition = AttributeDefinition::new(key, config, args.display_name, args.description)
         .map_err(|e| Error::Invalid(in_flags(&e)))?;
+    definition.set_client_writable(args.client_writable == OnOff::On);
     let (session, workspace) = scoped_session(&args.scoped).await?;
     let stored = session
         .app
@@ -79,7 +80,15 @@ pub(super) async fn list_attributes(include_archived: bool, scoped: Scoped) -> R
     let value = Json::Array(records.iter().map(definition_json).collect());
     session.print(&value, || {
         table(
-            &["KEY", "TYPE", "STATE", "UPDATED", "NAME", "CONFIG"],
+            &[
+                "KEY",
+                "TYPE",
+                "STATE",
+                "CLIENT-WRITABLE",
+                "UPDATED",
+                "NAME",
+                "CONFIG",
+            ],
             records
                 .iter()
                 .map(|r| {
@@ -88,6 +97,7 @@ pub(super) async fn list_attributes(include_archived: bool, scoped: Scoped) -> R
                         d.key().to_string(),
                         d.config().attribute_type().to_string(),
                         if d.archived() { "archived" } else { "active" }.to_owned(),
+                        on_off(d.client_writable()).to_owned(),
                         human_time(r.updated_at),
                         d.display_name().unwrap_or_default().to_owned(),
                         d.config().to_json().to_string(),

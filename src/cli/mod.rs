@@ -197,7 +197,8 @@ pub enum AttributesCommand {
     /// whole file is checked before anything is written.
     ///
     /// Each `[attributes.KEY]` table has `type`, optional `display_name`,
-    /// `description` and `archived` (left as it is when absent), and the
+    /// `description`, `client_writable` (whether public keys may write it;
+    /// true when absent) and `archived` (left as it is when absent), and the
     /// type's config fields (`max_length`, `truncate`, `min`, `max`,
     /// `integer`, `include_time`, `options`, `allow_custom`, `max_items`).
     /// The file states the whole definition: a config field or name left out
@@ -252,6 +253,10 @@ pub struct DefineArgs {
     /// A description for people.
     #[arg(long)]
     pub description: Option<String>,
+    /// Whether public keys (browser writes) may set and clear it; `off`
+    /// leaves it to secret keys, from your backend.
+    #[arg(long, value_enum, default_value = "on")]
+    pub client_writable: OnOff,
     /// The workspace, the output and the database.
     #[command(flatten)]
     pub scoped: Scoped,
@@ -311,6 +316,7 @@ impl From<app::Error> for Error {
         match err {
             app::Error::Refused(e) => Error::from(e),
             app::Error::Batch(_) => Error::Invalid(err.to_string()),
+            app::Error::Limited(e, _) => Error::from(e),
             app::Error::Internal(e) => Error::Internal(e.to_string()),
         }
     }
@@ -381,7 +387,12 @@ impl Session {
         Ok(Session {
             // One process, one command: no other replica to wait for, and no
             // writes to coalesce.
-            app: App::new(store.clone(), store, std::time::Duration::ZERO),
+            app: App::new(
+                store.clone(),
+                store,
+                std::time::Duration::ZERO,
+                app::PublicKeyLimits::off(),
+            ),
             json: common.json,
         })
     }

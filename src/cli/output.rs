@@ -53,6 +53,7 @@ pub(super) fn definition_json(r: &StoredDefinition) -> Json {
         "display_name": d.display_name(),
         "description": d.description(),
         "archived": d.archived(),
+        "client_writable": d.client_writable(),
         "created_at": json_time(r.created_at),
         "updated_at": json_time(r.updated_at),
     })

@@ -30,6 +30,7 @@ enum Step {
         desired: AttributeDefinition,
         config_changed: bool,
         names_changed: bool,
+        writable_changed: bool,
         archive: Option<bool>,
     },
     Unchanged(String),
@@ -82,11 +83,12 @@ pub(super) async fn apply(file: &std::path::Path, scoped: Scoped) -> Result<(), 
                 desired,
                 config_changed,
                 names_changed,
+                writable_changed,
                 archive,
             } => {
                 let key = desired.key().as_str();
                 let mut fields = Vec::new();
-                if config_changed || names_changed {
+                if config_changed || names_changed || writable_changed {
                     app.save_definition(workspace.id, &desired, config_changed)
                         .await?;
                     if config_changed {
@@ -94,6 +96,9 @@ pub(super) async fn apply(file: &std::path::Path, scoped: Scoped) -> Result<(), 
                     }
                     if names_changed {
                         fields.push("names");
+                    }
+                    if writable_changed {
+                        fields.push("client_writable");
                     }
                 }
                 if let Some(archived) = archive {
@@ -182,7 +187,7 @@ async fn plan(
     let wanted = &declared.definition;
     // The same rules as UpdateAttributeDefinition: the config replaces the
     // whole config (and may not change the type), an empty name clears it.
-    let desired = match current.clone().update(
+    let mut desired = match current.clone().update(
         Some(wanted.config().clone()),
         Some(wanted.display_name().unwrap_or_default().to_owned()),
         Some(wanted.description().unwrap_or_default().to_owned()),
@@ -190,17 +195,20 @@ async fn plan(
         Ok(desired) => desired,
         Err(e) => return Ok(Err(locate(&key, &e))),
     };
+    desired.set_client_writable(wanted.client_writable());
     let config_changed = desired.config() != current.config();
     let names_changed = desired.display_name() != current.display_name()
         || desired.description() != current.description();
+    let writable_changed = desired.client_writable() != current.client_writable();
     let archive = declared.archived.filter(|&a| a != current.archived());
-    if !config_changed && !names_changed && archive.is_none() {
+    if !config_changed && !names_changed && !writable_changed && archive.is_none() {
         return Ok(Ok(Step::Unchanged(key)));
     }
     Ok(Ok(Step::Update {
         desired,
         config_changed,
         names_changed,
+        writable_changed,
         archive,
     }))
 }
@@ -215,6 +223,8 @@ struct AttributeTable {
     description: Option<String>,
     /// `None`: leave the archived state as it is.
     archived: Option<bool>,
+    /// `None`: writable by public keys, the default.
+    client_writable: Option<bool>,
     #[serde(flatten)]
     config: toml::Table,
 }
@@ -266,7 +276,7 @@ fn declare(key: &str, value: &toml::Value) -> Result<Declared, String> {
                 "attributes.{key}: expected a table ([attributes.{key}]), got a {found}."
             );
         };
-        let expected = if field == "archived" {
+        let expected = if field == "archived" || field == "client_writable" {
             "true or false"
         } else {
             "a string"
@@ -289,9 +299,10 @@ fn declare(key: &str, value: &toml::Value) -> Result<Declared, String> {
     let config = AttributeConfig::from_json(attribute_type, &Json::Object(config))
         .map_err(|e| locate(key, &e))?;
     let attribute = AttributeKey::parse(key).map_err(|e| locate(key, &e))?;
-    let definition =
+    let mut definition =
         AttributeDefinition::new(attribute, config, table.display_name, table.description)
             .map_err(|e| locate(key, &e))?;
+    definition.set_client_writable(table.client_writable.unwrap_or(true));
     Ok(Declared {
         definition,
         archived: table.archived,

@@ -25,11 +25,13 @@ pub(super) async fn set_client_attribute_writes(on: bool, scoped: Scoped) -> Res
     let before = session.app.settings(workspace.id).await?;
     let given = Settings {
         client_attribute_writes: on,
+        ..Settings::default()
     };
     let stored = session
         .app
         .update_settings(workspace.id, given, &[SettingsField::ClientAttributeWrites])
         .await?;
+    let before = before.client_attribute_writes;
     session.print(
         &json!({"client_attribute_writes": stored.client_attribute_writes}),
         || {
@@ -37,7 +39,7 @@ pub(super) async fn set_client_attribute_writes(on: bool, scoped: Scoped) -> Res
                 "client-attribute-writes: {} (was {}); servers apply it within their \
                  --cache-ttl.\n",
                 on_off(stored.client_attribute_writes),
-                on_off(before.client_attribute_writes)
+                on_off(before)
             )
         },
     );

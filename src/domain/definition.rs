@@ -6,7 +6,8 @@ use crate::domain::error::{Error, Reason};
 use crate::domain::key::AttributeKey;
 use crate::domain::text::{char_len, quote};
 
-/// A declared attribute: key, typed config, optional names, archived state.
+/// A declared attribute: key, typed config, optional names, archived state,
+/// and whether public keys may write it.
 ///
 /// Timestamps (`created_at`, `updated_at`) are not part of it: they are
 /// facts about a stored row, set by the storage layer and returned beside the
@@ -18,6 +19,9 @@ pub struct AttributeDefinition {
     display_name: Option<String>,
     description: Option<String>,
     archived: bool,
+    /// Whether public keys (browser writes) may set or clear it; secret keys
+    /// always may.
+    client_writable: bool,
 }
 
 impl AttributeDefinition {
@@ -46,6 +50,7 @@ impl AttributeDefinition {
             key,
             config,
             archived: false,
+            client_writable: true,
         })
     }
 
@@ -88,6 +93,30 @@ impl AttributeDefinition {
     /// are kept either way.
     pub fn set_archived(&mut self, archived: bool) {
         self.archived = archived;
+    }
+
+    /// Lets public keys write the attribute (`true`, the default) or keeps it
+    /// for secret keys (`false`).
+    pub fn set_client_writable(&mut self, client_writable: bool) {
+        self.client_writable = client_writable;
+    }
+
+    /// Refuses a public-key write (set or clear) of an attribute that is not
+    /// `client_writable`, with `attribute_not_client_writable` naming it.
+    pub fn check_client_write(&self) -> Result<(), Error> {
+        if self.client_writable {
+            return Ok(());
+        }
+        let key = self.key.as_str();
+        Err(Error::new(
+            Reason::AttributeNotClientWritable,
+            format!(
+                "The attribute {} can only be written with a secret key, from your backend: \
+                 its definition has client_writable false.",
+                quote(key)
+            ),
+        )
+        .with_attribute(key))
     }
 
     /// Coerces a value for a write to this attribute. An archived attribute
@@ -141,6 +170,11 @@ impl AttributeDefinition {
     /// Whether the attribute is archived.
     pub fn archived(&self) -> bool {
         self.archived
+    }
+
+    /// Whether public keys may write the attribute.
+    pub fn client_writable(&self) -> bool {
+        self.client_writable
     }
 }
 

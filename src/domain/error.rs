@@ -50,12 +50,27 @@ pub enum Reason {
     RequestIdReused,
     /// A request_id whose first request is still being applied.
     RequestInProgress,
+    /// A public-key write to an attribute whose definition has
+    /// `client_writable: false`.
+    AttributeNotClientWritable,
+    /// A public key over its rate, per key or per person.
+    RateLimited,
+    /// A public-key write without a valid identity signature where the
+    /// workspace requires one.
+    IdentityVerificationFailed,
+    /// A public-key request from an origin outside `allowed_origins`.
+    OriginNotAllowed,
+    /// Creating an identity secret while the most allowed are active. Not in
+    /// the contract's table (it names none); FAILED_PRECONDITION.
+    TooManyIdentitySecrets,
+    /// No identity secret has this id. Not in the contract's table.
+    IdentitySecretNotFound,
 }
 
 impl Reason {
     /// Every reason, in the order of the contract's table, so that tests and
     /// the api layer can check that none is forgotten.
-    pub const ALL: [Reason; 20] = [
+    pub const ALL: [Reason; 26] = [
         Reason::AttributeNotDefined,
         Reason::AttributeValueInvalid,
         Reason::AttributeValueTooLong,
@@ -76,6 +91,12 @@ impl Reason {
         Reason::AttributeValueChanged,
         Reason::RequestIdReused,
         Reason::RequestInProgress,
+        Reason::AttributeNotClientWritable,
+        Reason::RateLimited,
+        Reason::IdentityVerificationFailed,
+        Reason::OriginNotAllowed,
+        Reason::TooManyIdentitySecrets,
+        Reason::IdentitySecretNotFound,
     ];
 
     /// The code exactly as clients match on it (`google.rpc.ErrorInfo.reason`).
@@ -101,6 +122,12 @@ impl Reason {
             Reason::AttributeValueChanged => "attribute_value_changed",
             Reason::RequestIdReused => "request_id_reused",
             Reason::RequestInProgress => "request_in_progress",
+            Reason::AttributeNotClientWritable => "attribute_not_client_writable",
+            Reason::RateLimited => "rate_limited",
+            Reason::IdentityVerificationFailed => "identity_verification_failed",
+            Reason::OriginNotAllowed => "origin_not_allowed",
+            Reason::TooManyIdentitySecrets => "too_many_identity_secrets",
+            Reason::IdentitySecretNotFound => "identity_secret_not_found",
         }
     }
 }
@@ -265,6 +292,12 @@ mod tests {
                 "attribute_value_changed",
                 "request_id_reused",
                 "request_in_progress",
+                "attribute_not_client_writable",
+                "rate_limited",
+                "identity_verification_failed",
+                "origin_not_allowed",
+                "too_many_identity_secrets",
+                "identity_secret_not_found",
             ]
         );
         assert_eq!(Reason::TooManyValues.to_string(), "too_many_values");

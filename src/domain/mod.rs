@@ -8,12 +8,14 @@
 //! - `config`: [`AttributeType`] and the per-type configs in [`AttributeConfig`].
 //! - `definition`: [`AttributeDefinition`], its limits and updates.
 //! - `value`: [`StoredValue`], what is stored and returned.
+//! - `browser`: [`IdentityVerification`] and the origin patterns of browser writes.
 //! - `coerce` (with `date` and `text` helpers): client input to [`StoredValue`],
 //!   with the [`Adjustment`]s made on the way (`adjustment`).
 //! - `update`: the update operations ([`Operation`]) and what each does to
 //!   a stored value ([`Change`], [`Applied`]).
 
 mod adjustment;
+mod browser;
 mod coerce;
 mod config;
 mod date;
@@ -27,6 +29,7 @@ mod update;
 mod value;
 
 pub use adjustment::Adjustment;
+pub use browser::{IdentityVerification, origin_allowed, parse_origin_pattern};
 pub use coerce::{Coerced, coerce};
 pub use config::{
     AttributeConfig, AttributeType, ChoiceConfig, DateConfig, MultiChoiceConfig, NumberConfig,

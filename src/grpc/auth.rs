@@ -17,7 +17,7 @@ use tonic::{
 use tower::Service;
 
 use crate::{
-    app::{App, Principal, Scope},
+    app::{App, Credentials, Principal, Scope},
     proto::v1::attributes_service_server,
 };
 
@@ -76,13 +76,26 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let app = self.app.clone();
         Box::pin(async move {
-            // Only owned parts cross the await: the body is not Sync.
-            let header = request.headers().get(http::header::AUTHORIZATION).cloned();
+            // Only owned parts cross the await: the body is not Sync. The
+            // origin is the browser's header on REST and gRPC-Web, and the
+            // `origin` metadata on gRPC: one check for all three.
+            let headers = request.headers();
+            let [authorization, origin, identity] = [
+                http::header::AUTHORIZATION.as_str(),
+                "origin",
+                "x-vevee-identity",
+            ]
+            .map(|name| headers.get(name).cloned());
+            fn bytes(v: &Option<http::HeaderValue>) -> Option<&[u8]> {
+                v.as_ref().map(http::HeaderValue::as_bytes)
+            }
+            let credentials = Credentials {
+                authorization: bytes(&authorization),
+                origin: bytes(&origin),
+                identity: bytes(&identity),
+            };
             let scope = scope(request.uri().path());
-            match app
-                .authorize(header.as_ref().map(http::HeaderValue::as_bytes), scope)
-                .await
-            {
+            match app.authorize(credentials, scope).await {
                 Ok(principal) => {
                     request.extensions_mut().insert(principal);
                     inner.call(request).await

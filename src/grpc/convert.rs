@@ -212,6 +212,7 @@ pub(crate) fn definition(stored: &StoredDefinition) -> pb::AttributeDefinition {
         display_name: def.display_name().unwrap_or_default().to_owned(),
         description: def.description().unwrap_or_default().to_owned(),
         archived: def.archived(),
+        client_writable: def.client_writable(),
         created_at: Some(timestamp(stored.created_at)),
         updated_at: Some(timestamp(stored.updated_at)),
     }

@@ -51,6 +51,7 @@ impl AttributeDefinitionsService for Definitions {
                     config,
                     Some(request.display_name),
                     Some(request.description),
+                    request.client_writable.unwrap_or(true),
                 )
                 .await,
         )
@@ -103,6 +104,7 @@ impl AttributeDefinitionsService for Definitions {
                     config,
                     request.display_name,
                     request.description,
+                    request.client_writable,
                 )
                 .await,
         )

@@ -28,11 +28,18 @@ pub fn code(reason: Reason) -> Code {
         | Reason::RequestIdReused => Code::InvalidArgument,
         Reason::AttributeValueChanged | Reason::RequestInProgress => Code::Aborted,
         Reason::AttributeArchived => Code::FailedPrecondition,
-        Reason::ClientAttributeWritesDisabled | Reason::SecretKeyRequired => Code::PermissionDenied,
+        Reason::ClientAttributeWritesDisabled
+        | Reason::SecretKeyRequired
+        | Reason::AttributeNotClientWritable
+        | Reason::IdentityVerificationFailed
+        | Reason::OriginNotAllowed => Code::PermissionDenied,
+        Reason::TooManyIdentitySecrets => Code::FailedPrecondition,
+        Reason::IdentitySecretNotFound => Code::NotFound,
         Reason::MissingApiKey | Reason::InvalidApiKey => Code::Unauthenticated,
         Reason::PersonNotFound | Reason::AttributeDefinitionNotFound => Code::NotFound,
         Reason::AttributeAlreadyExists => Code::AlreadyExists,
         Reason::Unavailable => Code::Unavailable,
+        Reason::RateLimited => Code::ResourceExhausted,
     }
 }
 
@@ -40,6 +47,9 @@ impl From<app::Error> for Status {
     fn from(err: app::Error) -> Self {
         match err {
             app::Error::Refused(error) => status(&error, ErrorDetails::new()),
+            app::Error::Limited(error, retry_after) => {
+                status(&error, ErrorDetails::with_retry_info(Some(retry_after)))
+            }
             app::Error::Batch(failures) => {
                 let mut details = ErrorDetails::new();
                 for (field, error) in &failures {
@@ -104,6 +114,12 @@ mod tests {
             (Reason::AttributeValueChanged, Code::Aborted),
             (Reason::RequestIdReused, Code::InvalidArgument),
             (Reason::RequestInProgress, Code::Aborted),
+            (Reason::AttributeNotClientWritable, Code::PermissionDenied),
+            (Reason::RateLimited, Code::ResourceExhausted),
+            (Reason::IdentityVerificationFailed, Code::PermissionDenied),
+            (Reason::OriginNotAllowed, Code::PermissionDenied),
+            (Reason::TooManyIdentitySecrets, Code::FailedPrecondition),
+            (Reason::IdentitySecretNotFound, Code::NotFound),
         ];
         assert_eq!(expected.len(), Reason::ALL.len());
         for (reason, want) in expected {

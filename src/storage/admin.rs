@@ -35,7 +35,8 @@ macro_rules! sql_admin_store {
             use $crate::{
                 domain::{ApiKeyId, WorkspaceId},
                 storage::{
-                    AdminStore, ApiKeyRecord, DefinitionChanges, DefinitionRecord, NewApiKey,
+                    AdminStore, ApiKeyRecord, DefinitionChanges, DefinitionRecord,
+                    IdentitySecretRecord, NewApiKey,
                     NewDefinition, Result, Settings, Workspace, detached, now,
                     unique_violation_is_already_exists,
                 },
@@ -99,7 +100,8 @@ macro_rules! sql_admin_store {
                     let reader = self.$reader.clone();
                     detached(async move {
                         Ok(sqlx::query_as(
-                            "SELECT client_attribute_writes FROM workspaces WHERE id = $1",
+                            "SELECT client_attribute_writes, identity_verification, allowed_origins \
+                             FROM workspaces WHERE id = $1",
                         )
                         .bind(ws)
                         .fetch_optional(&reader)
@@ -117,11 +119,16 @@ macro_rules! sql_admin_store {
                     let writer = self.$writer.clone();
                     detached(async move {
                         Ok(sqlx::query_as(
-                            "UPDATE workspaces SET client_attribute_writes = $2 WHERE id = $1 \
-                             RETURNING client_attribute_writes",
+                            "UPDATE workspaces SET client_attribute_writes = $2, \
+                                 identity_verification = $3, allowed_origins = $4 \
+                             WHERE id = $1 \
+                             RETURNING client_attribute_writes, identity_verification, \
+                                       allowed_origins",
                         )
                         .bind(ws)
                         .bind(settings.client_attribute_writes)
+                        .bind(settings.identity_verification.as_str())
+                        .bind(sqlx::types::Json(&settings.allowed_origins))
                         .fetch_optional(&writer)
                         .await?)
                     })
@@ -204,6 +211,83 @@ macro_rules! sql_admin_store {
                 }
 
                 #[instrument(level = "debug", skip_all)]
+                async fn insert_identity_secret(
+                    &self,
+                    ws: WorkspaceId,
+                    secret: &str,
+                    display_prefix: &str,
+                    max_active: u32,
+                ) -> Result<Option<IdentitySecretRecord>> {
+                    let writer = self.$writer.clone();
+                    let (secret, prefix) = (secret.to_owned(), display_prefix.to_owned());
+                    detached(async move {
+                        // One statement, so the count and the insert see one
+                        // snapshot. PostgreSQL's READ COMMITTED lets two
+                        // concurrent creations both pass it (three active
+                        // secrets, which verification handles); SQLite's
+                        // single writer cannot.
+                        Ok(sqlx::query_as(
+                            "INSERT INTO identity_secrets \
+                                 (workspace_id, id, secret, display_prefix, created_at) \
+                             SELECT $1, $2, $3, $4, $5 \
+                             WHERE (SELECT count(*) FROM identity_secrets \
+                                    WHERE workspace_id = $1 AND revoked_at IS NULL) < $6 \
+                             RETURNING id, secret, display_prefix, created_at, revoked_at",
+                        )
+                        .bind(ws)
+                        .bind(ApiKeyId(Uuid::now_v7()))
+                        .bind(secret)
+                        .bind(prefix)
+                        .bind(now())
+                        .bind(i64::from(max_active))
+                        .fetch_optional(&writer)
+                        .await?)
+                    })
+                    .await
+                }
+
+                #[instrument(level = "debug", skip_all)]
+                async fn list_identity_secrets(
+                    &self,
+                    ws: WorkspaceId,
+                ) -> Result<Vec<IdentitySecretRecord>> {
+                    let reader = self.$reader.clone();
+                    detached(async move {
+                        Ok(sqlx::query_as(
+                            "SELECT id, secret, display_prefix, created_at, revoked_at \
+                             FROM identity_secrets WHERE workspace_id = $1 \
+                             ORDER BY created_at, id",
+                        )
+                        .bind(ws)
+                        .fetch_all(&reader)
+                        .await?)
+                    })
+                    .await
+                }
+
+                #[instrument(level = "debug", skip_all)]
+                async fn revoke_identity_secret(
+                    &self,
+                    ws: WorkspaceId,
+                    id: ApiKeyId,
+                ) -> Result<bool> {
+                    let writer = self.$writer.clone();
+                    detached(async move {
+                        let done = sqlx::query(
+                            "UPDATE identity_secrets SET revoked_at = COALESCE(revoked_at, $3) \
+                             WHERE workspace_id = $1 AND id = $2",
+                        )
+                        .bind(ws)
+                        .bind(id)
+                        .bind(now())
+                        .execute(&writer)
+                        .await?;
+                        Ok(done.rows_affected() > 0)
+                    })
+                    .await
+                }
+
+                #[instrument(level = "debug", skip_all)]
                 async fn create_definition(
                     &self,
                     ws: WorkspaceId,
@@ -214,10 +298,10 @@ macro_rules! sql_admin_store {
                         sqlx::query_as(
                             "INSERT INTO attribute_definitions \
                                  (workspace_id, key, attr_type, config, display_name, \
-                                  description, created_at, updated_at) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
+                                  description, client_writable, created_at, updated_at) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
                              RETURNING key, attr_type, config, display_name, description, \
-                                       archived, created_at, updated_at",
+                                       archived, client_writable, created_at, updated_at",
                         )
                         .bind(ws)
                         .bind(def.key)
@@ -225,6 +309,7 @@ macro_rules! sql_admin_store {
                         .bind(def.config)
                         .bind(def.display_name)
                         .bind(def.description)
+                        .bind(def.client_writable)
                         .bind(now())
                         .fetch_one(&writer)
                         .await
@@ -244,7 +329,7 @@ macro_rules! sql_admin_store {
                     detached(async move {
                         Ok(sqlx::query_as(
                             "SELECT key, attr_type, config, display_name, description, archived, \
-                                    created_at, updated_at \
+                                    client_writable, created_at, updated_at \
                              FROM attribute_definitions WHERE workspace_id = $1 AND key = $2",
                         )
                         .bind(ws)
@@ -271,7 +356,7 @@ macro_rules! sql_admin_store {
                     detached(async move {
                         Ok(sqlx::query_as(
                             "SELECT key, attr_type, config, display_name, description, archived, \
-                                    created_at, updated_at \
+                                    client_writable, created_at, updated_at \
                              FROM attribute_definitions \
                              WHERE workspace_id = $1 AND key > $2 AND ($3 OR NOT archived) \
                              ORDER BY key LIMIT $4",
@@ -301,16 +386,18 @@ macro_rules! sql_admin_store {
                                  config = COALESCE($3, config), \
                                  display_name = COALESCE($4, display_name), \
                                  description = COALESCE($5, description), \
-                                 updated_at = $6 \
+                                 client_writable = COALESCE($6, client_writable), \
+                                 updated_at = $7 \
                              WHERE workspace_id = $1 AND key = $2 \
                              RETURNING key, attr_type, config, display_name, description, \
-                                       archived, created_at, updated_at",
+                                       archived, client_writable, created_at, updated_at",
                         )
                         .bind(ws)
                         .bind(key)
                         .bind(changes.config)
                         .bind(changes.display_name)
                         .bind(changes.description)
+                        .bind(changes.client_writable)
                         .bind(now())
                         .fetch_optional(&writer)
                         .await?)
@@ -332,7 +419,7 @@ macro_rules! sql_admin_store {
                             "UPDATE attribute_definitions SET archived = $3, updated_at = $4 \
                              WHERE workspace_id = $1 AND key = $2 \
                              RETURNING key, attr_type, config, display_name, description, \
-                                       archived, created_at, updated_at",
+                                       archived, client_writable, created_at, updated_at",
                         )
                         .bind(ws)
                         .bind(key)

@@ -30,7 +30,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::Value;
 use tracing::Instrument;
 
-use crate::domain::{ApiKeyId, Etag, KeyKind, Mode, PersonId, WorkspaceId};
+use crate::domain::{ApiKeyId, Etag, IdentityVerification, KeyKind, Mode, PersonId, WorkspaceId};
 
 mod admin;
 mod coalesce;
@@ -61,6 +61,14 @@ impl TryFrom<String> for Mode {
     }
 }
 
+impl TryFrom<String> for IdentityVerification {
+    type Error = UnknownStoredValue;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        IdentityVerification::parse(&s).ok_or(UnknownStoredValue(s))
+    }
+}
+
 impl TryFrom<String> for KeyKind {
     type Error = UnknownStoredValue;
 
@@ -81,10 +89,45 @@ pub struct Workspace {
 }
 
 /// Per-workspace settings, shared by both modes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, sqlx::FromRow)]
 pub struct Settings {
     /// Whether public keys may write attribute values (default off).
     pub client_attribute_writes: bool,
+    /// Whether public-key writes need an identity signature (default off).
+    #[sqlx(try_from = "String")]
+    pub identity_verification: IdentityVerification,
+    /// The origins public keys may be used from (checked patterns); empty
+    /// means any.
+    #[sqlx(json)]
+    pub allowed_origins: Vec<String>,
+}
+
+/// An identity secret as stored: the secret itself, since verifying an
+/// HMAC needs it.
+#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct IdentitySecretRecord {
+    /// Its id.
+    pub id: ApiKeyId,
+    /// The secret, the HMAC key of identity signatures.
+    pub secret: String,
+    /// The start of the secret as shown to people.
+    pub display_prefix: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it was revoked; a revoked secret verifies nothing.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for IdentitySecretRecord {
+    /// Without the secret: records reach logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentitySecretRecord")
+            .field("id", &self.id)
+            .field("display_prefix", &self.display_prefix)
+            .field("created_at", &self.created_at)
+            .field("revoked_at", &self.revoked_at)
+            .finish()
+    }
 }
 
 /// An API key to store. The plaintext key never reaches storage.
@@ -137,6 +180,8 @@ pub struct NewDefinition {
     pub display_name: Option<String>,
     /// A description for people.
     pub description: Option<String>,
+    /// Whether public keys may write it.
+    pub client_writable: bool,
 }
 
 /// Changes to an attribute definition: `None` leaves a field as it is.
@@ -148,6 +193,8 @@ pub struct DefinitionChanges {
     pub display_name: Option<String>,
     /// A new description.
     pub description: Option<String>,
+    /// Whether public keys may write it, from now on.
+    pub client_writable: Option<bool>,
 }
 
 /// An attribute definition as stored.
@@ -165,6 +212,8 @@ pub struct DefinitionRecord {
     pub description: Option<String>,
     /// Archived attributes keep their values but take no writes.
     pub archived: bool,
+    /// Whether public keys may write it.
+    pub client_writable: bool,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When it was last changed (including archiving).
@@ -443,6 +492,23 @@ pub trait AdminStore: Send + Sync + 'static {
     /// Revokes a key; `true` if the workspace has such a key (revoking twice
     /// keeps the first time).
     async fn revoke_api_key(&self, ws: WorkspaceId, id: ApiKeyId) -> Result<bool>;
+
+    /// Stores a new identity secret unless the workspace already has
+    /// `max_active` unrevoked ones (then `None`).
+    async fn insert_identity_secret(
+        &self,
+        ws: WorkspaceId,
+        secret: &str,
+        display_prefix: &str,
+        max_active: u32,
+    ) -> Result<Option<IdentitySecretRecord>>;
+
+    /// A workspace's identity secrets, revoked ones too, oldest first.
+    async fn list_identity_secrets(&self, ws: WorkspaceId) -> Result<Vec<IdentitySecretRecord>>;
+
+    /// Revokes an identity secret; `true` if the workspace has it (revoking
+    /// twice keeps the first time).
+    async fn revoke_identity_secret(&self, ws: WorkspaceId, id: ApiKeyId) -> Result<bool>;
 
     /// Creates a definition; [`Error::AlreadyExists`] if the key is taken in
     /// this workspace.

@@ -220,6 +220,7 @@ async fn a_repeated_request_reports_the_first_adjustments(db: &TestDb) {
                 config: Some(single_choice(&["Teacher", "student"])),
                 display_name: None,
                 description: None,
+                client_writable: None,
             },
         ))
         .await

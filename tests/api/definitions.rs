@@ -46,6 +46,7 @@ async fn an_update_changes_only_the_fields_it_sets_and_keeps_stored_values(db: &
                 config: Some(single_choice(&["teacher", "student"])),
                 display_name: "Persona".into(),
                 description: "Who they are".into(),
+                client_writable: None,
             },
         ))
         .await
@@ -62,6 +63,7 @@ async fn an_update_changes_only_the_fields_it_sets_and_keeps_stored_values(db: &
                 config: None,
                 display_name: Some("Role".into()),
                 description: None,
+                client_writable: None,
             },
         ))
         .await
@@ -79,6 +81,7 @@ async fn an_update_changes_only_the_fields_it_sets_and_keeps_stored_values(db: &
                 config: Some(single_choice(&["teacher"])),
                 display_name: None,
                 description: Some(String::new()),
+                client_writable: None,
             },
         ))
         .await

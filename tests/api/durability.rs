@@ -49,6 +49,7 @@ async fn every_acknowledged_write_survives_a_sigkill_under_load(db: &TestDb) {
                 config: json!({}),
                 display_name: None,
                 description: None,
+                client_writable: true,
             },
         )
         .await

@@ -289,6 +289,7 @@ async fn declaring_a_taken_key_is_attribute_already_exists(db: &TestDb) {
                 config: None,
                 display_name: String::new(),
                 description: String::new(),
+                client_writable: None,
             },
         ))
         .await;
@@ -320,6 +321,7 @@ async fn definition_rpcs_on_an_unknown_key_are_not_found(db: &TestDb) {
                     config: None,
                     display_name: Some("Ghost".into()),
                     description: None,
+                    client_writable: None,
                 },
             ))
             .await,
@@ -363,6 +365,7 @@ async fn bad_definitions_are_invalid_attribute_definition(db: &TestDb) {
                 config,
                 display_name: String::new(),
                 description: String::new(),
+                client_writable: None,
             },
         )
     };
@@ -407,6 +410,7 @@ async fn bad_definitions_are_invalid_attribute_definition(db: &TestDb) {
                 config: Some(single_choice(&["a"])),
                 display_name: None,
                 description: None,
+                client_writable: None,
             },
         ))
         .await;
@@ -465,6 +469,7 @@ async fn a_bad_page_token_or_update_mask_is_invalid_argument(db: &TestDb) {
             pb::UpdateWorkspaceSettingsRequest {
                 settings: Some(pb::WorkspaceSettings {
                     client_attribute_writes: true,
+                    ..Default::default()
                 }),
                 update_mask: Some(prost_types::FieldMask {
                     paths: vec!["no_such_setting".into()],

@@ -233,6 +233,7 @@ pub(crate) async fn define(
                 config,
                 display_name: String::new(),
                 description: String::new(),
+                client_writable: None,
             },
         ))
         .await

@@ -44,6 +44,7 @@ async fn a_public_key_writes_only_after_client_writes_are_turned_on(db: &TestDb)
             pb::UpdateWorkspaceSettingsRequest {
                 settings: Some(pb::WorkspaceSettings {
                     client_attribute_writes: true,
+                    ..Default::default()
                 }),
                 update_mask: Some(prost_types::FieldMask {
                     paths: vec!["client_attribute_writes".into()],
@@ -65,6 +66,7 @@ async fn a_public_key_writes_only_after_client_writes_are_turned_on(db: &TestDb)
             pb::UpdateWorkspaceSettingsRequest {
                 settings: Some(pb::WorkspaceSettings {
                     client_attribute_writes: false,
+                    ..Default::default()
                 }),
                 update_mask: None,
             },
@@ -111,6 +113,7 @@ async fn a_public_key_cannot_call_reads_or_admin_rpcs(db: &TestDb) {
                 pb::UpdateWorkspaceSettingsRequest {
                     settings: Some(pb::WorkspaceSettings {
                         client_attribute_writes: true,
+                        ..Default::default()
                     }),
                     update_mask: None,
                 },

@@ -583,6 +583,7 @@ async fn a_public_key_may_update_only_while_client_writes_are_on(db: &TestDb) {
             pb::UpdateWorkspaceSettingsRequest {
                 settings: Some(pb::WorkspaceSettings {
                     client_attribute_writes: true,
+                    ..Default::default()
                 }),
                 update_mask: None,
             },

@@ -81,7 +81,7 @@ pub(crate) fn setup(args: SetupArgs) -> AnyResult<()> {
                 r#type: AttributeType::Text as i32,
                 config: None,
                 display_name: format!("Bench attribute {i}"),
-                description: String::new(),
+                ..Default::default()
             }));
             match definitions.create_attribute_definition(request).await {
                 Ok(_) => created += 1,
@@ -99,7 +99,7 @@ pub(crate) fn setup(args: SetupArgs) -> AnyResult<()> {
             r#type: AttributeType::Number as i32,
             config: None,
             display_name: "Bench counter".into(),
-            description: String::new(),
+            ..Default::default()
         }));
         match definitions.create_attribute_definition(request).await {
             Ok(_) => {}

@@ -1,0 +1,3 @@
+-- Section 11: whether public keys (browser writes) may write an attribute.
+-- Existing attributes stay writable, as they were.
+ALTER TABLE attribute_definitions ADD COLUMN client_writable boolean NOT NULL DEFAULT true;
