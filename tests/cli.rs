@@ -538,3 +538,65 @@ fn client_writable_is_set_by_define_and_by_the_schema_file() {
         "{error}"
     );
 }
+
+#[test]
+fn the_browser_write_controls_are_set_and_secrets_managed_from_the_cli() {
+    let db = Db::new();
+    create_workspace(&db, "acme");
+    let settings = db.json(&["settings", "get"]);
+    assert_eq!(settings["identity_verification"], "off");
+    assert_eq!(settings["allowed_origins"], serde_json::json!([]));
+
+    let text = db.ok(&["settings", "set", "identity-verification", "required"]);
+    assert!(
+        text.starts_with("identity-verification: required (was off)"),
+        "{text}"
+    );
+    let set = db.json(&[
+        "settings",
+        "set",
+        "allowed-origins",
+        "https://app.example.com, https://*.example.com",
+    ]);
+    assert_eq!(
+        set["allowed_origins"],
+        serde_json::json!(["https://app.example.com", "https://*.example.com"])
+    );
+    assert_eq!(
+        db.json(&["settings", "get"])["identity_verification"],
+        "required"
+    );
+    let any = db.ok(&["settings", "set", "allowed-origins", ""]);
+    assert!(any.starts_with("allowed-origins: (any) (was "), "{any}");
+    // Values outside each setting's range, refused with what is allowed.
+    let bad = db.fails(&["settings", "set", "identity-verification", "sometimes"]);
+    assert!(bad.contains("`off` or `required`"), "{bad}");
+    let bad = db.fails(&["settings", "set", "client-attribute-writes", "yes"]);
+    assert!(bad.contains("`on` or `off`"), "{bad}");
+    let bad = db.fails(&["settings", "set", "allowed-origins", "ftp://x"]);
+    assert!(bad.starts_with("error: "), "{bad}");
+
+    // Secrets: shown once at creation, listed by prefix, revoked by id.
+    let first = db.json(&["identity-secrets", "create"]);
+    let secret = first["secret"].as_str().expect("the secret, once");
+    assert!(secret.starts_with("vis_"), "{secret}");
+    let second = db.json(&["identity-secrets", "create"]);
+    let refused = db.fails(&["identity-secrets", "create"]);
+    assert!(refused.contains("revoke"), "two active at most: {refused}");
+    let listed = db.json(&["identity-secrets", "list"]);
+    let listed = listed.as_array().expect("a list");
+    assert_eq!(listed.len(), 2);
+    assert!(
+        listed.iter().all(|s| s.get("secret").is_none()),
+        "never listed"
+    );
+    let text = db.ok(&["identity-secrets", "list"]);
+    assert!(!text.contains(secret), "{text}");
+    let id = first["id"].as_str().unwrap();
+    let revoked = db.json(&["identity-secrets", "revoke", id]);
+    assert!(revoked["revoked_at"].is_string());
+    db.json(&["identity-secrets", "create"]);
+    assert!(second["id"].is_string());
+    let missing = db.fails(&["identity-secrets", "revoke", "not-an-id"]);
+    assert!(missing.starts_with("error: "), "{missing}");
+}

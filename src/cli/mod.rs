@@ -16,9 +16,11 @@
 //! - `attributes`: `attributes define|list|archive|unarchive`.
 //! - `schema`: `attributes apply FILE`, the declarative schema file.
 //! - `settings`: `settings get|set`.
+//! - `identity`: `identity-secrets create|list|revoke`.
 //! - `output`: text tables and JSON for scripts.
 
 mod attributes;
+mod identity;
 mod output;
 mod schema;
 mod settings;
@@ -56,6 +58,9 @@ pub enum Command {
     /// Read and change workspace settings.
     #[command(subcommand)]
     Settings(SettingsCommand),
+    /// Create, list and revoke the identity secrets that sign browser writes.
+    #[command(subcommand)]
+    IdentitySecrets(IdentitySecretsCommand),
 }
 
 /// Flags of every operator command.
@@ -272,9 +277,11 @@ pub enum SettingsCommand {
         /// The setting.
         #[arg(value_enum)]
         setting: SettingArg,
-        /// Its new value.
-        #[arg(value_enum)]
-        value: OnOff,
+        /// Its new value: `on`/`off` (client-attribute-writes),
+        /// `off`/`required` (identity-verification), or comma-separated
+        /// origins such as `https://app.example.com,https://*.example.com`,
+        /// `""` for any (allowed-origins).
+        value: String,
         /// The workspace, the output and the database.
         #[command(flatten)]
         scoped: Scoped,
@@ -286,6 +293,27 @@ pub enum SettingsCommand {
 pub enum SettingArg {
     /// Whether public keys may set and clear attribute values.
     ClientAttributeWrites,
+    /// Whether public-key writes need an identity signature.
+    IdentityVerification,
+    /// The origins public keys may be used from (empty: any).
+    AllowedOrigins,
+}
+
+/// `identity-secrets ...`
+#[derive(Debug, Subcommand)]
+pub enum IdentitySecretsCommand {
+    /// Create an identity secret and print it, this once (two may be active).
+    Create(Scoped),
+    /// List the workspace's identity secrets (their prefixes, never the secrets).
+    List(Scoped),
+    /// Revoke an identity secret: its signatures stop verifying.
+    Revoke {
+        /// The secret's id, from `identity-secrets list`.
+        id: String,
+        /// The workspace, the output and the database.
+        #[command(flatten)]
+        scoped: Scoped,
+    },
 }
 
 /// A switch.
@@ -368,10 +396,19 @@ pub async fn run(command: Command) -> Result<(), Error> {
         }
         Command::Settings(SettingsCommand::Get(scoped)) => settings::get_settings(scoped).await,
         Command::Settings(SettingsCommand::Set {
-            setting: SettingArg::ClientAttributeWrites,
+            setting,
             value,
             scoped,
-        }) => settings::set_client_attribute_writes(value == OnOff::On, scoped).await,
+        }) => settings::set_setting(setting, &value, scoped).await,
+        Command::IdentitySecrets(IdentitySecretsCommand::Create(scoped)) => {
+            identity::create(scoped).await
+        }
+        Command::IdentitySecrets(IdentitySecretsCommand::List(scoped)) => {
+            identity::list(scoped).await
+        }
+        Command::IdentitySecrets(IdentitySecretsCommand::Revoke { id, scoped }) => {
+            identity::revoke(&id, scoped).await
+        }
     }
 }
 
