@@ -3,7 +3,9 @@
 // the built SDK and calls the real server on another origin with a pk_live_
 // key. Flag off: client_attribute_writes_disabled / 403. Flag on (set with
 // the secret key over REST): the seed's two examples resolve to exactly what
-// the seed shows. A screenshot of the page's results is saved and named.
+// the seed shows; allowed_origins lets the page's origin write and refuses it
+// once the list leaves it out. A screenshot of the page's results is saved
+// and named.
 
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
@@ -123,6 +125,19 @@ describe('the SDK in headless chromium, from a page on another origin', () => {
       if (h['x-vevee-identity']) withIdentity.push(h['x-vevee-identity']);
     }
     assert.deepEqual(withIdentity, ['ab'.repeat(32)]);
+  });
+
+  it("allowed_origins: the page's origin may write, a list without it refuses with origin_not_allowed / 403", async () => {
+    const origins = (list) =>
+      api.admin.rest('PATCH', '/api/v1/settings?updateMask=allowedOrigins', { allowedOrigins: list });
+    await origins([pages.url]);
+    const allowed = await page.evaluate(() => window.steps.singleChoice('origin allowed'));
+    assert.equal(allowed.resolved?.value, 'teacher', JSON.stringify(allowed));
+    await origins(['https://*.elsewhere.example']);
+    const refused = await page.evaluate(() => window.steps.singleChoice('origin not allowed'));
+    assert.equal(refused.refused?.code, 'origin_not_allowed', JSON.stringify(refused));
+    assert.equal(refused.refused?.status, 403);
+    await origins([]);
   });
 
   it('a secret key in the page throws at createVevee, pointing to the public key', async () => {
