@@ -42,6 +42,25 @@ macro_rules! sql_admin_store {
                 },
             };
 
+            impl $store {
+                /// Runs a revocation `sql` (`$1` workspace, `$2` id, `$3` now):
+                /// API keys and identity secrets are revoked alike. True if
+                /// the row exists (revoking twice keeps the first time).
+                async fn revoke(&self, sql: &'static str, ws: WorkspaceId, id: ApiKeyId) -> Result<bool> {
+                    let writer = self.$writer.clone();
+                    detached(async move {
+                        let done = sqlx::query(sql)
+                            .bind(ws)
+                            .bind(id)
+                            .bind(now())
+                            .execute(&writer)
+                            .await?;
+                        Ok(done.rows_affected() > 0)
+                    })
+                    .await
+                }
+            }
+
             #[async_trait]
             impl AdminStore for $store {
                 #[instrument(level = "debug", skip_all)]
@@ -194,19 +213,12 @@ macro_rules! sql_admin_store {
 
                 #[instrument(level = "debug", skip_all)]
                 async fn revoke_api_key(&self, ws: WorkspaceId, id: ApiKeyId) -> Result<bool> {
-                    let writer = self.$writer.clone();
-                    detached(async move {
-                        let done = sqlx::query(
-                            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $3) \
-                             WHERE workspace_id = $1 AND id = $2",
-                        )
-                        .bind(ws)
-                        .bind(id)
-                        .bind(now())
-                        .execute(&writer)
-                        .await?;
-                        Ok(done.rows_affected() > 0)
-                    })
+                    self.revoke(
+                        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $3) \
+                         WHERE workspace_id = $1 AND id = $2",
+                        ws,
+                        id,
+                    )
                     .await
                 }
 
@@ -271,19 +283,12 @@ macro_rules! sql_admin_store {
                     ws: WorkspaceId,
                     id: ApiKeyId,
                 ) -> Result<bool> {
-                    let writer = self.$writer.clone();
-                    detached(async move {
-                        let done = sqlx::query(
-                            "UPDATE identity_secrets SET revoked_at = COALESCE(revoked_at, $3) \
-                             WHERE workspace_id = $1 AND id = $2",
-                        )
-                        .bind(ws)
-                        .bind(id)
-                        .bind(now())
-                        .execute(&writer)
-                        .await?;
-                        Ok(done.rows_affected() > 0)
-                    })
+                    self.revoke(
+                        "UPDATE identity_secrets SET revoked_at = COALESCE(revoked_at, $3) \
+                         WHERE workspace_id = $1 AND id = $2",
+                        ws,
+                        id,
+                    )
                     .await
                 }
 
