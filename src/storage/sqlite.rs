@@ -40,6 +40,16 @@ pub(crate) struct SqliteStore {
     writer: SqlitePool,
 }
 
+/// One value written over whatever is stored (`?1` workspace, `?2` person,
+/// `?3` key, `?4` value, `?5` updated_at, `?6` etag): the plain write and the
+/// update path's writes are the same statement.
+const UPSERT_VALUE: &str = "INSERT INTO attribute_values \
+         (workspace_id, person_id, attribute_key, value, updated_at, etag) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+     ON CONFLICT (workspace_id, person_id, attribute_key) \
+     DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at, \
+                   etag = excluded.etag";
+
 impl SqliteStore {
     /// Opens (creating if needed) the database file and both pools.
     pub(crate) async fn connect(url: &str, opts: &StoreOptions) -> Result<Self> {
@@ -125,22 +135,15 @@ async fn write_person(
         }
     };
     for (key, value, etag) in stamped {
-        sqlx::query(
-            "INSERT INTO attribute_values \
-                 (workspace_id, person_id, attribute_key, value, updated_at, etag) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-             ON CONFLICT (workspace_id, person_id, attribute_key) \
-             DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at, \
-                           etag = excluded.etag",
-        )
-        .bind(write.workspace)
-        .bind(person)
-        .bind(key)
-        .bind(value)
-        .bind(updated_at)
-        .bind(etag)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(UPSERT_VALUE)
+            .bind(write.workspace)
+            .bind(person)
+            .bind(key)
+            .bind(value)
+            .bind(updated_at)
+            .bind(etag)
+            .execute(&mut *tx)
+            .await?;
     }
     Ok(person)
 }
@@ -339,22 +342,15 @@ async fn write_plan(conn: &mut sqlx::SqliteConnection, plan: &Plan) -> Result<()
         };
         match &row.new {
             Some((value, etag)) => {
-                sqlx::query(
-                    "INSERT INTO attribute_values \
-                         (workspace_id, person_id, attribute_key, value, updated_at, etag) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-                     ON CONFLICT (workspace_id, person_id, attribute_key) \
-                     DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at, \
-                                   etag = excluded.etag",
-                )
-                .bind(row.workspace)
-                .bind(person)
-                .bind(&row.key)
-                .bind(value)
-                .bind(updated_at)
-                .bind(etag)
-                .execute(&mut *conn)
-                .await?;
+                sqlx::query(UPSERT_VALUE)
+                    .bind(row.workspace)
+                    .bind(person)
+                    .bind(&row.key)
+                    .bind(value)
+                    .bind(updated_at)
+                    .bind(etag)
+                    .execute(&mut *conn)
+                    .await?;
             }
             None => {
                 sqlx::query(
