@@ -11,8 +11,8 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use crate::{
     domain::{Mode, WorkspaceId},
     storage::{
-        Cleared, Error, PersonRead, PersonUpdate, PersonValues, PersonWrite, Receipt,
-        RecordedRequest, Result, Updated, ValueStore,
+        Cleared, Error, ListedPerson, PersonRead, PersonUpdate, PersonValues, PersonWrite,
+        PersonsQuery, Receipt, RecordedRequest, Result, Updated, ValueStore,
     },
 };
 
@@ -274,5 +274,18 @@ impl ValueStore for Coalescing {
         key: &str,
     ) -> Result<Option<Cleared>> {
         self.inner.clear_value(ws, mode, distinct_id, key).await
+    }
+
+    async fn delete_person(
+        &self,
+        ws: WorkspaceId,
+        mode: Mode,
+        distinct_id: &str,
+    ) -> Result<Option<crate::domain::PersonId>> {
+        self.inner.delete_person(ws, mode, distinct_id).await
+    }
+
+    async fn list_persons(&self, query: PersonsQuery) -> Result<Vec<ListedPerson>> {
+        self.inner.list_persons(query).await
     }
 }

@@ -308,6 +308,37 @@ pub struct Cleared {
     pub cleared: bool,
 }
 
+/// One person of a listing ([`ValueStore::list_persons`]) with the values
+/// the listing asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedPerson {
+    /// The person.
+    pub person_id: PersonId,
+    /// Their distinct_id.
+    pub distinct_id: String,
+    /// Their values, sorted by key in byte order.
+    pub values: Vec<ValueRecord>,
+}
+
+/// Which persons of a workspace and mode a listing returns, and with which
+/// values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PersonsQuery {
+    /// The workspace.
+    pub workspace: WorkspaceId,
+    /// The mode of the key that lists.
+    pub mode: Mode,
+    /// Only persons whose person_id is greater (the last of the previous
+    /// page); `None` from the first.
+    pub after: Option<PersonId>,
+    /// Most persons returned.
+    pub limit: u32,
+    /// Only these attribute keys, when given.
+    pub keys: Option<Vec<String>>,
+    /// Whether values of archived definitions are included.
+    pub include_archived: bool,
+}
+
 /// Errors of storage operations. Each variant says what it becomes at the
 /// gRPC boundary.
 #[derive(Debug, thiserror::Error)]
@@ -658,6 +689,23 @@ pub trait ValueStore: Send + Sync + 'static {
         distinct_id: &str,
         key: &str,
     ) -> Result<Option<Cleared>>;
+    /// Erases the person of `distinct_id` and every row holding their data
+    /// (values, request records of their writes), in one transaction;
+    /// returns their person_id, `None` if there was no such person. A later
+    /// write of the distinct_id creates a new person with a new person_id,
+    /// even on a replica that remembered the old one.
+    async fn delete_person(
+        &self,
+        ws: WorkspaceId,
+        mode: Mode,
+        distinct_id: &str,
+    ) -> Result<Option<PersonId>>;
+
+    /// Up to `query.limit` persons by person_id (byte order, a stable order:
+    /// person_ids never change), each with the values the query asks for.
+    /// Paging with `after` sees every person that existed for the whole
+    /// listing exactly once, whatever is written in between.
+    async fn list_persons(&self, query: PersonsQuery) -> Result<Vec<ListedPerson>>;
 }
 
 /// Both halves, as one backend implements them; [`connect`] returns one.
@@ -793,4 +841,40 @@ fn collect_values(rows: Vec<ValueRow>) -> Option<PersonValues> {
         })
         .collect();
     Some(PersonValues { person_id, values })
+}
+
+/// One row of a listing of persons: the person, then a value or NULLs.
+type ListedRow = (
+    PersonId,
+    String,
+    Option<String>,
+    Option<Value>,
+    Option<DateTime<Utc>>,
+    Option<Etag>,
+);
+
+/// Folds the rows of a persons-to-values LEFT JOIN, ordered by person, into
+/// the persons and their values.
+fn collect_listed(rows: Vec<ListedRow>) -> Vec<ListedPerson> {
+    let mut persons: Vec<ListedPerson> = Vec::new();
+    for (person_id, distinct_id, key, value, updated_at, etag) in rows {
+        if persons.last().is_none_or(|p| p.person_id != person_id) {
+            persons.push(ListedPerson {
+                person_id,
+                distinct_id,
+                values: Vec::new(),
+            });
+        }
+        if let (Some(key), Some(value), Some(updated_at), Some(etag), Some(person)) =
+            (key, value, updated_at, etag, persons.last_mut())
+        {
+            person.values.push(ValueRecord {
+                key,
+                value,
+                updated_at,
+                etag,
+            });
+        }
+    }
+    persons
 }

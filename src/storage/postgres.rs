@@ -21,9 +21,10 @@ use uuid::Uuid;
 use crate::{
     domain::{Etag, Mode, PersonId, WorkspaceId},
     storage::{
-        BatchPersonRow, Cleared, Error, PersonRead, PersonUpdate, PersonValues, PersonWrite,
-        REQUEST_RETENTION, Receipt, RecordedRequest, Result, Stamped, StoreOptions, Updated,
-        ValueStore, admin, answer_reads, detached, now, stamp,
+        BatchPersonRow, Cleared, Error, ListedPerson, ListedRow, PersonRead, PersonUpdate,
+        PersonValues, PersonWrite, PersonsQuery, REQUEST_RETENTION, Receipt, RecordedRequest,
+        Result, Stamped, StoreOptions, Updated, ValueStore, admin, answer_reads, collect_listed,
+        detached, now, stamp,
         update::{self, Owner, Plan, Snapshot},
     },
 };
@@ -36,9 +37,12 @@ pub(crate) struct PgStore {
     /// Connections of the hot paths (values read and written), kept between
     /// uses; see [`Held`].
     held: Arc<Held>,
-    /// Persons seen by this process. Persons are never deleted and their
-    /// person_id never changes, so an entry can't go stale; a batch writing
-    /// only known persons skips the person upsert (a row update each).
+    /// Persons seen by this process; a batch writing only known persons
+    /// skips looking them up. A person erased (on any replica) leaves a stale
+    /// entry behind, which can never bring its person_id back: a batch only
+    /// writes values under a remembered id, which the foreign key to
+    /// `persons` refuses once the person is gone; the batch then forgets
+    /// its remembered persons and writes again one by one, looking each up.
     persons: Cache<(WorkspaceId, Mode, String), PersonId>,
 }
 
@@ -241,6 +245,12 @@ impl ValueStore for PgStore {
             // alone, the batch is retried one write at a time.
             Err(e) => {
                 tracing::debug!(error = %e, "batch failed; writing one at a time");
+                for (w, known) in writes.iter().zip(&known) {
+                    if known.is_some() {
+                        self.persons
+                            .remove(&(w.workspace, w.mode, w.distinct_id.clone()));
+                    }
+                }
                 let mut results = Vec::with_capacity(writes.len());
                 for w in writes {
                     let result = self
@@ -461,6 +471,100 @@ impl ValueStore for PgStore {
         })
         .await
     }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn delete_person(
+        &self,
+        ws: WorkspaceId,
+        mode: Mode,
+        distinct_id: &str,
+    ) -> Result<Option<PersonId>> {
+        let pool = self.pool.clone();
+        let who = distinct_id.to_owned();
+        let deleted = detached(async move {
+            let mut tx = pool.begin().await?;
+            // The person row locked first: a concurrent write's values wait
+            // on it (their foreign key check) and then find no person, and a
+            // write already in flight commits before, so its values go too.
+            let person: Option<PersonId> = sqlx::query_scalar(
+                "SELECT person_id FROM persons \
+                 WHERE workspace_id = $1 AND mode = $2 AND distinct_id = $3 FOR UPDATE",
+            )
+            .bind(ws)
+            .bind(mode.as_str())
+            .bind(who)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(person) = person else {
+                tx.rollback().await?;
+                return Ok(None);
+            };
+            sqlx::query("DELETE FROM attribute_values WHERE workspace_id = $1 AND person_id = $2")
+                .bind(ws)
+                .bind(person)
+                .execute(&mut *tx)
+                .await?;
+            // Request records name their person only inside the recorded
+            // response; they are few (kept 24 hours), and erasure is rare.
+            sqlx::query(
+                "DELETE FROM requests \
+                 WHERE workspace_id = $1 AND mode = $2 AND response ->> 'person_id' = $3",
+            )
+            .bind(ws)
+            .bind(mode.as_str())
+            .bind(person.to_string())
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM persons WHERE workspace_id = $1 AND person_id = $2")
+                .bind(ws)
+                .bind(person)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(Some(person))
+        })
+        .await?;
+        // Found or not: another replica may have erased them first.
+        self.persons.remove(&(ws, mode, distinct_id.to_owned()));
+        Ok(deleted)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(limit = query.limit))]
+    async fn list_persons(&self, query: PersonsQuery) -> Result<Vec<ListedPerson>> {
+        let pool = self.pool.clone();
+        detached(async move {
+            // One statement, so one snapshot: a page's persons and values
+            // agree with each other. The nil UUID is below every person_id,
+            // so the first page needs no OR that would keep the index range
+            // out of a generic plan.
+            let rows: Vec<ListedRow> = sqlx::query_as(
+                "SELECT p.person_id, p.distinct_id, v.attribute_key, v.value, v.updated_at, \
+                        v.etag \
+                 FROM (SELECT person_id, distinct_id FROM persons \
+                       WHERE workspace_id = $1 AND mode = $2 \
+                         AND person_id > COALESCE($3, '00000000-0000-0000-0000-000000000000') \
+                       ORDER BY person_id LIMIT $4) p \
+                 LEFT JOIN attribute_values v \
+                   ON v.workspace_id = $1 AND v.person_id = p.person_id \
+                  AND ($5::text[] IS NULL OR v.attribute_key = ANY ($5)) \
+                  AND ($6 OR NOT EXISTS ( \
+                      SELECT 1 FROM attribute_definitions d \
+                      WHERE d.workspace_id = v.workspace_id AND d.key = v.attribute_key \
+                        AND d.archived)) \
+                 ORDER BY p.person_id, v.attribute_key",
+            )
+            .bind(query.workspace)
+            .bind(query.mode.as_str())
+            .bind(query.after)
+            .bind(i64::from(query.limit))
+            .bind(query.keys)
+            .bind(query.include_archived)
+            .fetch_all(&pool)
+            .await?;
+            Ok(collect_listed(rows))
+        })
+        .await
+    }
 }
 
 /// How often an update batch is tried before it is reported as a defect.
@@ -579,7 +683,11 @@ async fn update_once(
             tx.rollback().await?;
             Ok(None)
         }
-        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("40P01") => {
+        // A deadlock, or a person erased since it was read (the foreign key
+        // of its values): the next try reads afresh.
+        Err(sqlx::Error::Database(db))
+            if matches!(db.code().as_deref(), Some("40P01" | "23503")) =>
+        {
             tx.rollback().await?;
             Ok(None)
         }

@@ -24,9 +24,10 @@ use uuid::Uuid;
 use crate::{
     domain::{Etag, Mode, PersonId, WorkspaceId},
     storage::{
-        Cleared, Error, PersonUpdate, PersonValues, PersonWrite, REQUEST_RETENTION, Receipt,
-        RecordedRequest, Result, SqliteSynchronous, Stamped, StoreOptions, Updated, ValueRow,
-        ValueStore, admin, collect_values, detached, now, stamp,
+        Cleared, Error, ListedPerson, ListedRow, PersonUpdate, PersonValues, PersonWrite,
+        PersonsQuery, REQUEST_RETENTION, Receipt, RecordedRequest, Result, SqliteSynchronous,
+        Stamped, StoreOptions, Updated, ValueRow, ValueStore, admin, collect_listed,
+        collect_values, detached, now, stamp,
         update::{self, Owner, Plan, Snapshot},
     },
 };
@@ -607,14 +608,14 @@ impl ValueStore for SqliteStore {
         distinct_id: &str,
         key: &str,
     ) -> Result<Option<Cleared>> {
-        let reader = self.reader.clone();
         let writer = self.writer.clone();
         let distinct_id = distinct_id.to_owned();
         let key = key.to_owned();
         detached(async move {
-            // Persons are never deleted, so the person found here is still
-            // there when the delete runs.
-            let Some(person_id) = find_person(reader, ws, mode, distinct_id).await? else {
+            // The look-up and the delete under one write lock, so that a
+            // person erased in between is not reported as cleared.
+            let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+            let Some(person_id) = find_person(&mut tx, ws, mode, &distinct_id).await? else {
                 return Ok(None);
             };
             let done = sqlx::query(
@@ -624,8 +625,9 @@ impl ValueStore for SqliteStore {
             .bind(ws)
             .bind(person_id)
             .bind(key)
-            .execute(&writer)
+            .execute(&mut *tx)
             .await?;
+            tx.commit().await?;
             Ok(Some(Cleared {
                 person_id,
                 cleared: done.rows_affected() > 0,
@@ -633,14 +635,93 @@ impl ValueStore for SqliteStore {
         })
         .await
     }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn delete_person(
+        &self,
+        ws: WorkspaceId,
+        mode: Mode,
+        distinct_id: &str,
+    ) -> Result<Option<PersonId>> {
+        let writer = self.writer.clone();
+        let distinct_id = distinct_id.to_owned();
+        detached(async move {
+            let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+            let Some(person_id) = find_person(&mut tx, ws, mode, &distinct_id).await? else {
+                return Ok(None);
+            };
+            sqlx::query("DELETE FROM attribute_values WHERE workspace_id = ?1 AND person_id = ?2")
+                .bind(ws)
+                .bind(person_id)
+                .execute(&mut *tx)
+                .await?;
+            // Request records name their person only inside the recorded
+            // response; they are few (kept 24 hours), and erasure is rare.
+            sqlx::query(
+                "DELETE FROM requests \
+                 WHERE workspace_id = ?1 AND mode = ?2 AND response ->> 'person_id' = ?3",
+            )
+            .bind(ws)
+            .bind(mode.as_str())
+            .bind(person_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM persons WHERE workspace_id = ?1 AND person_id = ?2")
+                .bind(ws)
+                .bind(person_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(Some(person_id))
+        })
+        .await
+    }
+
+    #[instrument(level = "debug", skip_all, fields(limit = query.limit))]
+    async fn list_persons(&self, query: PersonsQuery) -> Result<Vec<ListedPerson>> {
+        let reader = self.reader.clone();
+        detached(async move {
+            // One statement, so one snapshot: a page's persons and values
+            // agree with each other.
+            let rows: Vec<ListedRow> = sqlx::query_as(LIST_PERSONS)
+                .bind(query.workspace)
+                .bind(query.mode.as_str())
+                .bind(query.after)
+                .bind(i64::from(query.limit))
+                .bind(query.keys.map(Value::from))
+                .bind(query.include_archived)
+                .fetch_all(&reader)
+                .await?;
+            Ok(collect_listed(rows))
+        })
+        .await
+    }
 }
 
-/// Looks a person up on the read pool.
+/// A page of persons by person_id and their values, as [`READ_VALUES`]
+/// reads one person's: the LEFT JOIN yields one row of NULLs for a person
+/// without (visible) values.
+const LIST_PERSONS: &str = "SELECT p.person_id, p.distinct_id, v.attribute_key, v.value, \
+                        v.updated_at, v.etag \
+                 FROM (SELECT person_id, distinct_id FROM persons \
+                       WHERE workspace_id = ?1 AND mode = ?2 \
+                         AND (?3 IS NULL OR person_id > ?3) \
+                       ORDER BY person_id LIMIT ?4) p \
+                 LEFT JOIN attribute_values v \
+                   ON v.workspace_id = ?1 AND v.person_id = p.person_id \
+                  AND (?5 IS NULL OR v.attribute_key IN (SELECT value FROM json_each(?5))) \
+                  AND (?6 OR NOT EXISTS ( \
+                      SELECT 1 FROM attribute_definitions d \
+                      WHERE d.workspace_id = v.workspace_id AND d.key = v.attribute_key \
+                        AND d.archived)) \
+                 ORDER BY p.person_id, v.attribute_key";
+
+/// Looks a person up inside a write transaction.
 async fn find_person(
-    reader: SqlitePool,
+    conn: &mut sqlx::SqliteConnection,
     ws: WorkspaceId,
     mode: Mode,
-    distinct_id: String,
+    distinct_id: &str,
 ) -> Result<Option<PersonId>> {
     let person = sqlx::query_scalar(
         "SELECT person_id FROM persons WHERE workspace_id = ?1 AND mode = ?2 AND distinct_id = ?3",
@@ -648,7 +729,7 @@ async fn find_person(
     .bind(ws)
     .bind(mode.as_str())
     .bind(distinct_id)
-    .fetch_optional(&reader)
+    .fetch_optional(&mut *conn)
     .await?;
     Ok(person)
 }
