@@ -9,6 +9,7 @@
 //! - `workspaces`: workspaces and their keys, the first-start bootstrap.
 //! - `definitions`: declaring, changing, archiving and listing attributes.
 //! - `values`: setting, reading and clearing a person's values.
+//! - `persons`: erasing a person, listing persons for exports.
 //! - `settings`: workspace settings with update masks.
 //! - `identity`: identity secrets and the check of identity signatures.
 //! - `catalog`: the caches, with their staleness bound.
@@ -21,6 +22,7 @@ mod catalog;
 mod definitions;
 mod error;
 mod identity;
+mod persons;
 mod rate_limit;
 mod settings;
 mod values;
@@ -35,6 +37,7 @@ pub use definitions::{
 };
 pub use error::Error;
 pub use identity::{IssuedSecret, MAX_ACTIVE_IDENTITY_SECRETS};
+pub use persons::{DEFAULT_PERSONS_PAGE_SIZE, ListedPerson, MAX_PERSONS_PAGE_SIZE, PersonPage};
 pub use rate_limit::{Clock, Rate, SystemClock};
 pub use settings::SettingsField;
 pub use values::{

@@ -349,7 +349,11 @@ fn written_from(
 impl App {
     /// The definition of a key named in a request: `attribute_not_defined`
     /// when the key is malformed or not declared in the caller's workspace.
-    async fn declared(&self, who: Principal, key: &str) -> Result<Arc<AttributeDefinition>, Error> {
+    pub(super) async fn declared(
+        &self,
+        who: Principal,
+        key: &str,
+    ) -> Result<Arc<AttributeDefinition>, Error> {
         let key = AttributeKey::parse_reference(key)?;
         self.catalog()
             .definition(who.workspace, &key)

@@ -1,5 +1,7 @@
-//! `AttributesService`: set, read and clear the attribute values of persons.
+//! `AttributesService`: set, read and clear the attribute values of persons,
+//! erase a person and list persons.
 
+use chrono::{DateTime, Utc};
 use tonic::{Request, Response, Status};
 
 use super::{auth::principal, convert};
@@ -147,16 +149,7 @@ impl AttributesService for Attributes {
             .await?;
         Ok(Response::new(pb::GetAttributesResponse {
             person_id: person.person_id.to_string(),
-            attributes: person
-                .values
-                .into_iter()
-                .map(|(attribute, value, updated_at, tag)| pb::AttributeValue {
-                    attribute,
-                    value: Some(convert::json_to_value(&value)),
-                    updated_at: Some(convert::timestamp(updated_at)),
-                    etag: tag.to_string(),
-                })
-                .collect(),
+            attributes: attribute_values(person.values),
         }))
     }
 
@@ -184,6 +177,61 @@ impl AttributesService for Attributes {
             cleared: cleared.cleared,
         }))
     }
+
+    async fn delete_person(
+        &self,
+        request: Request<pb::DeletePersonRequest>,
+    ) -> Result<Response<pb::DeletePersonResponse>, Status> {
+        let who = principal(&request)?;
+        let request = request.into_inner();
+        let deleted = self.app.delete_person(who, &request.distinct_id).await?;
+        Ok(Response::new(pb::DeletePersonResponse { deleted }))
+    }
+
+    async fn list_persons(
+        &self,
+        request: Request<pb::ListPersonsRequest>,
+    ) -> Result<Response<pb::ListPersonsResponse>, Status> {
+        let who = principal(&request)?;
+        let request = request.into_inner();
+        let page = self
+            .app
+            .list_persons(
+                who,
+                request.page_size,
+                &request.page_token,
+                &request.attributes,
+                request.include_archived,
+            )
+            .await?;
+        Ok(Response::new(pb::ListPersonsResponse {
+            persons: page
+                .persons
+                .into_iter()
+                .map(|p| pb::Person {
+                    distinct_id: p.distinct_id,
+                    person_id: p.person_id.to_string(),
+                    attributes: attribute_values(p.values),
+                })
+                .collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+}
+
+/// Stored values as responses carry them.
+fn attribute_values(
+    values: Vec<(String, serde_json::Value, DateTime<Utc>, Etag)>,
+) -> Vec<pb::AttributeValue> {
+    values
+        .into_iter()
+        .map(|(attribute, value, updated_at, tag)| pb::AttributeValue {
+            attribute,
+            value: Some(convert::json_to_value(&value)),
+            updated_at: Some(convert::timestamp(updated_at)),
+            etag: tag.to_string(),
+        })
+        .collect()
 }
 
 /// A person_id as responses carry it: empty when there is no person (a dry

@@ -411,6 +411,13 @@ mod tests {
             found(Method::GET, "/api/v1/attributes/definitions/k:archive"),
             "405 [POST]"
         );
+        assert_eq!(found(Method::DELETE, "/api/v1/persons/u"), "DeletePerson");
+        assert_eq!(
+            found(Method::DELETE, "/api/v1/persons/u/attributes/k"),
+            "ClearAttribute"
+        );
+        assert_eq!(found(Method::GET, "/api/v1/persons"), "ListPersons");
+        assert_eq!(found(Method::GET, "/api/v1/persons/u"), "405 [DELETE]");
         assert_eq!(found(Method::GET, "/api/v1/nothing"), "404");
         assert_eq!(found(Method::GET, "/"), "404");
     }

@@ -169,6 +169,7 @@ backend_tests! {
     every_route_reaches_its_rpc,
     every_client_reason_has_its_status_and_body,
     public_keys_write_over_rest_only_while_the_flag_is_on,
+    persons_are_listed_and_erased_over_rest,
 }
 
 /// The seed's result shape `{personId, attribute, value}` of a SetAttribute
@@ -1282,4 +1283,73 @@ fn rest_and_grpc_store_the_same_value_or_refuse_with_the_same_reason() {
         )
         .unwrap();
     runtime.block_on(app.stop());
+}
+
+async fn persons_are_listed_and_erased_over_rest(db: &TestDb) {
+    let app = spawn_app(&db.url, &[]).await;
+    let keys = app.workspace().await;
+    let sk = keys.sk_live.as_str();
+    let [h1, _] = Rest::both(&app);
+    declare_seed(&h1, &keys).await;
+    for rest in Rest::both(&app) {
+        let tag = if rest.protocol == "h2c" { "b" } else { "a" };
+        let users = [format!("ada {tag}"), format!("bob {tag}")];
+        for user in &users {
+            rest.ok(
+                Method::POST,
+                "/api/v1/attributes/values:batchSet",
+                sk,
+                json!({"distinctId": user, "values": {"persona": "teacher", "topics": ["art"]}}),
+            )
+            .await;
+        }
+        let first = rest
+            .ok(
+                Method::GET,
+                "/api/v1/persons?pageSize=1&attributes=persona",
+                sk,
+                json!({}),
+            )
+            .await;
+        let persons = first["persons"].as_array().unwrap();
+        assert_eq!(persons.len(), 1, "{first}");
+        assert!(persons[0]["personId"].is_string() && persons[0]["distinctId"].is_string());
+        assert_eq!(persons[0]["attributes"][0]["attribute"], "persona");
+        assert_eq!(persons[0]["attributes"][0]["value"], "teacher");
+        assert_eq!(persons[0]["attributes"].as_array().unwrap().len(), 1);
+        let token = first["nextPageToken"].as_str().unwrap();
+        let next = rest
+            .ok(
+                Method::GET,
+                &format!("/api/v1/persons?page_size=1000&pageToken={token}"),
+                sk,
+                json!({}),
+            )
+            .await;
+        assert!(!next["persons"].as_array().unwrap().is_empty());
+        assert_ne!(next["persons"][0]["personId"], persons[0]["personId"]);
+
+        let path = format!("/api/v1/persons/{}", users[0].replace(' ', "%20"));
+        let deleted = rest.ok(Method::DELETE, &path, sk, json!({})).await;
+        assert_eq!(deleted, json!({"deleted": true}));
+        let again = rest.ok(Method::DELETE, &path, sk, json!({})).await;
+        assert_eq!(again, json!({"deleted": false}), "false is emitted");
+        rest.call(Method::GET, &format!("{path}/attributes"), sk, json!({}))
+            .await
+            .refused(404, Code::NotFound, "person_not_found");
+
+        rest.call(Method::GET, "/api/v1/persons?pageSize=1001", sk, json!({}))
+            .await
+            .refused(400, Code::InvalidArgument, "invalid_argument");
+        rest.call(Method::GET, "/api/v1/persons?pageToken=nope", sk, json!({}))
+            .await
+            .refused(400, Code::InvalidArgument, "invalid_argument");
+        rest.call(Method::GET, "/api/v1/persons", &keys.pk_live, json!({}))
+            .await
+            .refused(403, Code::PermissionDenied, "secret_key_required");
+        rest.call(Method::DELETE, &path, &keys.pk_live, json!({}))
+            .await
+            .refused(403, Code::PermissionDenied, "secret_key_required");
+    }
+    app.stop().await;
 }
