@@ -600,3 +600,79 @@ fn the_browser_write_controls_are_set_and_secrets_managed_from_the_cli() {
     let missing = db.fails(&["identity-secrets", "revoke", "not-an-id"]);
     assert!(missing.starts_with("error: "), "{missing}");
 }
+
+#[tokio::test]
+async fn persons_export_writes_every_person_of_a_mode_as_ndjson() {
+    let db = Db::new();
+    let created = create_workspace(&db, "acme");
+    define_persona(&db);
+    let server = Server::start(&db, &[]);
+    let mut client = AttributesServiceClient::new(server.channel().await);
+    let mut ids = std::collections::HashMap::new();
+    for (key, user, persona) in [
+        ("live", "user-1", "teacher"),
+        ("live", "user-2", "student"),
+        ("live", "user-3", "teacher"),
+        ("test", "user-1", "student"),
+    ] {
+        let written = client
+            .set_attribute(authed(
+                &key_of(&created, "secret", key),
+                SetAttributeRequest {
+                    distinct_id: user.into(),
+                    ..set_persona(persona)
+                },
+            ))
+            .await
+            .expect("a write")
+            .into_inner();
+        ids.insert((key, user), written.person_id);
+    }
+    let lines = |text: &str| -> Vec<Json> {
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    };
+
+    let output = db.run_with(&["persons", "export"], &[]);
+    assert!(output.status.success(), "{output:?}");
+    let live = lines(&String::from_utf8(output.stdout).unwrap());
+    assert_eq!(live.len(), 3, "{live:?}");
+    for person in &live {
+        let user = person["distinct_id"].as_str().unwrap();
+        assert_eq!(person["person_id"], ids[&("live", user)].as_str());
+        let persona = if user == "user-2" {
+            "student"
+        } else {
+            "teacher"
+        };
+        assert_eq!(
+            person["attributes"],
+            serde_json::json!({"persona": persona})
+        );
+    }
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("exported 3 persons"), "{stderr}");
+
+    let file = db.dir.path().join("test.ndjson");
+    let workspace = created["workspace"]["id"].as_str().unwrap();
+    let file_arg = file.display().to_string();
+    let printed = db.ok(&[
+        "persons",
+        "export",
+        "--mode",
+        "test",
+        "--workspace",
+        workspace,
+        "--output",
+        &file_arg,
+    ]);
+    assert_eq!(printed, "", "the export went to the file");
+    let test = lines(&std::fs::read_to_string(&file).unwrap());
+    assert_eq!(test.len(), 1);
+    assert_eq!(test[0]["person_id"], ids[&("test", "user-1")].as_str());
+    assert_eq!(test[0]["attributes"]["persona"], "student");
+
+    let line = db.fails(&["persons", "export", "--attribute", "undeclared"]);
+    assert!(line.contains("undeclared"), "{line}");
+}

@@ -1,6 +1,6 @@
 //! The operator commands of the binary, beside `serve`: migrations,
 //! workspaces, API keys, attribute definitions (one at a time or from a
-//! declarative schema file) and workspace settings.
+//! declarative schema file), workspace settings and exports of persons.
 //!
 //! Every command talks to the database directly (the same `DATABASE_URL` as
 //! `serve`, opened and migrated with [`open_store`]), never to a running
@@ -17,11 +17,13 @@
 //! - `schema`: `attributes apply FILE`, the declarative schema file.
 //! - `settings`: `settings get|set`.
 //! - `identity`: `identity-secrets create|list|revoke`.
+//! - `persons`: `persons export`, every person as NDJSON.
 //! - `output`: text tables and JSON for scripts.
 
 mod attributes;
 mod identity;
 mod output;
+mod persons;
 mod schema;
 mod settings;
 mod workspaces;
@@ -61,6 +63,9 @@ pub enum Command {
     /// Create, list and revoke the identity secrets that sign browser writes.
     #[command(subcommand)]
     IdentitySecrets(IdentitySecretsCommand),
+    /// Export the persons of a workspace and mode.
+    #[command(subcommand)]
+    Persons(PersonsCommand),
 }
 
 /// Flags of every operator command.
@@ -316,6 +321,41 @@ pub enum IdentitySecretsCommand {
     },
 }
 
+/// `persons ...`
+#[derive(Debug, Subcommand)]
+pub enum PersonsCommand {
+    /// Write every person of a workspace and mode with their values as
+    /// NDJSON, one person per line: `{"distinct_id", "person_id",
+    /// "attributes": {KEY: VALUE}}`. Progress goes to stderr. Safe while
+    /// servers write: each person that exists for the whole export appears
+    /// exactly once.
+    Export(ExportArgs),
+}
+
+/// `persons export`: what to export and where.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// `live` or `test` persons.
+    #[arg(long, value_enum, default_value = "live")]
+    pub mode: ModeArg,
+    /// Only these attributes; repeat for each (default: every attribute).
+    #[arg(long = "attribute", value_name = "KEY")]
+    pub attributes: Vec<String>,
+    /// Include values of archived attributes.
+    #[arg(long)]
+    pub include_archived: bool,
+    /// Write to this file (replaced if it exists) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// The workspace's id (`workspace list` shows them). May be left out when
+    /// the database holds exactly one workspace, which is then used.
+    #[arg(long, env = "VEVEE_WORKSPACE", value_name = "ID")]
+    pub workspace: Option<String>,
+    /// The database.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
 /// A switch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OnOff {
@@ -409,6 +449,7 @@ pub async fn run(command: Command) -> Result<(), Error> {
         Command::IdentitySecrets(IdentitySecretsCommand::Revoke { id, scoped }) => {
             identity::revoke(&id, scoped).await
         }
+        Command::Persons(PersonsCommand::Export(args)) => persons::export(args).await,
     }
 }
 
