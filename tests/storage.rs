@@ -14,8 +14,8 @@ use vevee_attributes::{
     domain::{ApiKeyId, KeyKind, Mode, PersonId, WorkspaceId},
     storage::{
         self, Coalescing, DefinitionChanges, Error, Lanes, NewApiKey, NewDefinition, PersonRead,
-        PersonUpdate, PersonWrite, RequestKey, Settings, Store, StoreOptions, ValueChange,
-        ValueStore,
+        PersonUpdate, PersonWrite, PersonsQuery, RequestKey, Settings, Store, StoreOptions,
+        ValueChange, ValueStore,
     },
 };
 
@@ -46,6 +46,7 @@ backend_tests! {
     a_request_repeated_in_one_batch_is_in_progress_and_another_body_is_reused,
     request_records_are_found_within_their_retention_and_forgotten_after,
     a_request_repeated_while_the_first_is_in_flight_waits_or_is_in_progress,
+    a_person_erased_on_another_replica_is_never_written_under_their_old_id,
 }
 
 /// A workspace with a `text` definition for each of `keys`.
@@ -1545,4 +1546,76 @@ async fn a_request_repeated_while_the_first_is_in_flight_waits_or_is_in_progress
         .unwrap()
         .unwrap();
     assert_eq!(read.values[0].value, json!("a"), "applied once");
+}
+
+async fn a_person_erased_on_another_replica_is_never_written_under_their_old_id(db: &TestDb) {
+    let (a, b) = (db.store().await, db.store().await);
+    let ws = workspace_with(&a, &["name", "plan"]).await;
+    let w = |who: &str, key: &str, value: &str| PersonWrite {
+        workspace: ws,
+        mode: Mode::Live,
+        distinct_id: who.to_owned(),
+        values: vec![(key.to_owned(), json!(value))],
+    };
+    let first = a
+        .write_batch(vec![w("u", "name", "Ada"), w("v", "name", "Bob")])
+        .await
+        .unwrap();
+    let old = first[0].as_ref().unwrap().person_id;
+    let bob = first[1].as_ref().unwrap().person_id;
+    // Written again, so the replica writes them as persons it remembers.
+    a.write_batch(vec![w("u", "plan", "pro")]).await.unwrap();
+
+    assert_eq!(
+        b.delete_person(ws, Mode::Live, "u").await.unwrap(),
+        Some(old)
+    );
+
+    let next = a
+        .write_batch(vec![w("u", "name", "Ada again"), w("v", "plan", "free")])
+        .await
+        .unwrap();
+    let new = next[0].as_ref().unwrap().person_id;
+    assert_ne!(new, old);
+    assert_eq!(
+        next[1].as_ref().unwrap().person_id,
+        bob,
+        "the neighbour stays"
+    );
+    let later = a.write_batch(vec![w("u", "plan", "team")]).await.unwrap();
+    assert_eq!(later[0].as_ref().unwrap().person_id, new);
+    let read = b
+        .read_values(ws, Mode::Live, "u", None, true)
+        .await
+        .unwrap()
+        .expect("the new person");
+    assert_eq!(read.person_id, new);
+    let values: Vec<(&str, &Value)> = read
+        .values
+        .iter()
+        .map(|v| (v.key.as_str(), &v.value))
+        .collect();
+    assert_eq!(
+        values,
+        [("name", &json!("Ada again")), ("plan", &json!("team"))]
+    );
+
+    assert_eq!(
+        a.delete_person(ws, Mode::Live, "u").await.unwrap(),
+        Some(new)
+    );
+    assert_eq!(b.delete_person(ws, Mode::Live, "u").await.unwrap(), None);
+    let listed = b
+        .list_persons(PersonsQuery {
+            workspace: ws,
+            mode: Mode::Live,
+            after: None,
+            limit: 10,
+            keys: None,
+            include_archived: true,
+        })
+        .await
+        .unwrap();
+    let ids: Vec<PersonId> = listed.iter().map(|p| p.person_id).collect();
+    assert_eq!(ids, [bob]);
 }
