@@ -2,7 +2,7 @@
 //! fallback, so the same binary is configured by flags in development and by
 //! env in containers.
 
-use std::{fmt, net::SocketAddr, time::Duration};
+use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Args;
 
@@ -120,6 +120,16 @@ pub struct ServeArgs {
     /// The database and its pool.
     #[command(flatten)]
     pub database: DatabaseArgs,
+
+    /// PEM certificate chain of the listener (with --tls-key): gRPC, gRPC-Web
+    /// and REST are then served over TLS only, HTTP/2 via ALPN and HTTP/1.1.
+    /// Re-read on SIGHUP and when the file changes; open connections stay.
+    #[arg(long, env = "TLS_CERT", value_name = "PATH")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert's certificate (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "TLS_KEY", value_name = "PATH")]
+    pub tls_key: Option<PathBuf>,
 
     /// After SIGTERM/SIGINT, how long in-flight RPCs get to finish before the process exits.
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]

@@ -23,6 +23,7 @@
 //!   reflection, shuts down gracefully.
 //! - [`database`]: opens and migrates the database for `serve` and the CLI.
 //! - [`config`]: flags and environment variables. [`telemetry`]: logs.
+//! - [`tls`]: the listener's TLS handshakes and certificate reloads.
 //! - [`proto`]: code generated from `proto/` (quarantined).
 //!
 //! # Where a change goes
@@ -54,3 +55,4 @@ pub mod proto;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;
+pub mod tls;

@@ -85,6 +85,14 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err)
+            if err
+                .downcast_ref::<vevee_attributes::startup::StartupError>()
+                .is_some_and(|e| e.is_usage()) =>
+        {
+            eprintln!("error: {err}");
+            ExitCode::from(2)
+        }
         Err(err) => {
             eprintln!("error: {err}");
             ExitCode::FAILURE

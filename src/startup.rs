@@ -4,7 +4,7 @@
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
-use tonic::transport::{Server, server::TcpIncoming};
+use tonic::transport::Server;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
@@ -22,6 +22,7 @@ use crate::{
         },
     },
     storage::{self, Store, ValueStore},
+    tls::{self, Tls, TlsError, TlsFiles},
 };
 
 /// Why the server could not start or stopped abnormally. Each message names
@@ -48,11 +49,24 @@ pub enum StartupError {
     /// The database could not be opened, reached or migrated.
     #[error(transparent)]
     Database(#[from] OpenError),
+    /// `--tls-cert`/`--tls-key` can't be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+impl StartupError {
+    /// A flag's value is wrong (exit code 2, like the command line's own
+    /// errors), rather than something failing at run time.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, StartupError::Tls(_))
+    }
 }
 
 /// A bound, configured server, ready to run.
 pub struct Application {
     listener: TcpListener,
+    /// The listener's TLS, when `--tls-cert` is given.
+    tls: Option<Tls>,
     args: ServeArgs,
     /// The backend, for health probes.
     store: Arc<dyn Store>,
@@ -64,6 +78,10 @@ impl Application {
     /// opens and migrates the database, and on an empty database creates a
     /// first workspace and prints its keys (unless `--no-bootstrap`).
     pub async fn build(args: ServeArgs) -> Result<Self, StartupError> {
+        // First, so that a bad file touches neither the port nor the database.
+        let tls = TlsFiles::from_flags(args.tls_cert.clone(), args.tls_key.clone())?
+            .map(Tls::load)
+            .transpose()?;
         let listener =
             TcpListener::bind(args.grpc_addr)
                 .await
@@ -106,6 +124,7 @@ impl Application {
         }
         Ok(Self {
             listener,
+            tls,
             args,
             store,
             app,
@@ -158,7 +177,9 @@ impl Application {
 
         let sweeper = tokio::spawn(sweep_requests(app.clone(), args.request_sweep_interval));
 
-        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
+        let tls_enabled = self.tls.is_some();
+        let reloader = self.tls.clone().map(|tls| tokio::spawn(tls.watch()));
+        let incoming = tls::incoming(self.listener, self.tls);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         // Outermost first: CORS answers preflights before anything else;
         // REST becomes gRPC calls of the layers below it; gRPC-Web becomes
@@ -183,7 +204,7 @@ impl Application {
         tokio::pin!(server);
 
         // The message is what scripts and tests wait for; keep it.
-        tracing::info!(%addr, also = "gRPC-Web, REST", "serving gRPC");
+        tracing::info!(%addr, also = "gRPC-Web, REST", tls = tls_enabled, "serving gRPC");
         tokio::select! {
             result = &mut server => return result.map_err(Into::into),
             () = shutdown => {}
@@ -192,6 +213,9 @@ impl Application {
         tracing::info!(grace = ?args.shutdown_grace, "shutting down");
         monitor.abort();
         sweeper.abort();
+        if let Some(reloader) = reloader {
+            reloader.abort();
+        }
         // Load balancers and watchers hear about the shutdown before connections close.
         set_all(&health, ServingStatus::NotServing).await;
         let _ = stop_tx.send(());

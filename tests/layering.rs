@@ -23,6 +23,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
             "config",
             "proto",
             "telemetry",
+            "tls",
         ],
     ),
     (
@@ -37,6 +38,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
             "config",
             "proto",
             "telemetry",
+            "tls",
         ],
     ),
     (
@@ -50,16 +52,22 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
             "config",
             "proto",
             "telemetry",
+            "tls",
         ],
     ),
-    ("grpc", &["http", "cli", "startup", "database", "config"]),
+    (
+        "grpc",
+        &["http", "cli", "startup", "database", "config", "tls"],
+    ),
     // The HTTP face only transcodes into gRPC: it never calls the app or
     // the database itself.
     (
         "http",
-        &["app", "storage", "cli", "startup", "database", "config"],
+        &[
+            "app", "storage", "cli", "startup", "database", "config", "tls",
+        ],
     ),
-    ("cli", &["grpc", "http", "startup"]),
+    ("cli", &["grpc", "http", "startup", "tls"]),
 ];
 
 /// The Rust files of module `name`: `src/name.rs` and everything under `src/name/`.

@@ -13,7 +13,7 @@ use serde_json::Value;
 use sqlx::error::DatabaseError;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{
-    PgConnectOptions, PgConnection, PgDatabaseError, PgPool, PgPoolOptions, Postgres,
+    PgConnectOptions, PgConnection, PgDatabaseError, PgPool, PgPoolOptions, PgSslMode, Postgres,
 };
 use tracing::instrument;
 use uuid::Uuid;
@@ -52,13 +52,16 @@ const KNOWN_PERSONS: usize = 200_000;
 impl PgStore {
     /// Opens the pool and one connection to prove the database is there.
     pub(crate) async fn connect(url: &str, opts: &StoreOptions) -> Result<Self> {
-        let connect_options =
-            PgConnectOptions::from_str(url).map_err(|e| Error::Config(e.to_string()))?;
+        let connect_options = tls_options(
+            url,
+            PgConnectOptions::from_str(url).map_err(|e| Error::Config(e.to_string()))?,
+        )?;
         let pool = PgPoolOptions::new()
             .max_connections(opts.max_connections)
             .acquire_timeout(opts.acquire_timeout)
             .connect_with(connect_options)
-            .await?;
+            .await
+            .map_err(|e| tls_refusal(&e).map_or_else(|| e.into(), Error::Config))?;
         // Half the pool at most (none of a pool of one), so that
         // definitions, keys and the health probe always find a connection.
         let held = Held::new(pool.clone(), (opts.max_connections / 2) as usize);
@@ -67,6 +70,80 @@ impl PgStore {
             held: Arc::new(held),
             persons: Cache::new(KNOWN_PERSONS),
         })
+    }
+}
+
+/// The `sslmode` and `sslrootcert` of `url` (or of `PGSSLMODE` and
+/// `PGSSLROOTCERT`) as libpq reads them, where sqlx differs: with a root
+/// certificate, `require` verifies the server's certificate against it
+/// (`verify-ca`), and a root certificate file that can't be read is a
+/// configuration error rather than an outage to retry.
+fn tls_options(url: &str, options: PgConnectOptions) -> Result<PgConnectOptions> {
+    let root_cert = url::Url::parse(url)
+        .ok()
+        .and_then(|url| {
+            url.query_pairs()
+                .find(|(name, _)| matches!(&**name, "sslrootcert" | "ssl-root-cert" | "ssl-ca"))
+                .map(|(_, value)| value.into_owned())
+        })
+        .or_else(|| std::env::var("PGSSLROOTCERT").ok());
+    let Some(root_cert) = root_cert else {
+        return Ok(options);
+    };
+    let mode = options.get_ssl_mode();
+    if matches!(
+        mode,
+        PgSslMode::Disable | PgSslMode::Allow | PgSslMode::Prefer
+    ) {
+        // No verification in these modes, as in libpq: the file is not read.
+        return Ok(options);
+    }
+    let inline = root_cert.trim_start().starts_with("-----BEGIN");
+    if !inline && let Err(e) = std::fs::metadata(&root_cert) {
+        return Err(Error::Config(format!(
+            "sslrootcert {root_cert}: cannot read the root certificate file: {e}"
+        )));
+    }
+    Ok(if matches!(mode, PgSslMode::Require) {
+        options.ssl_mode(PgSslMode::VerifyCa)
+    } else {
+        options
+    })
+}
+
+/// The plain reason of a connection refused by TLS, which no retry can
+/// fix: the server's certificate is not trusted or not the host's, or the
+/// server does not offer TLS that the `sslmode` requires. `None` for
+/// anything else (a network error is an outage).
+fn tls_refusal(err: &sqlx::Error) -> Option<String> {
+    use tokio_rustls::rustls::{self, CertificateError};
+    match err {
+        sqlx::Error::Tls(e) if e.to_string().contains("does not support TLS") => Some(
+            "the PostgreSQL server does not offer TLS, which the URL's sslmode requires \
+             (sslmode=prefer connects without it)"
+                .to_owned(),
+        ),
+        sqlx::Error::Io(e) => {
+            let tls = e.get_ref()?.downcast_ref::<rustls::Error>()?;
+            Some(match tls {
+                rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
+                    "TLS refused: the PostgreSQL server's certificate is not signed by a trusted \
+                     CA (the URL's sslrootcert, or the built-in public roots without one)"
+                        .to_owned()
+                }
+                rustls::Error::InvalidCertificate(
+                    CertificateError::NotValidForName
+                    | CertificateError::NotValidForNameContext { .. },
+                ) => "TLS refused: the PostgreSQL server's certificate is not valid for the \
+                      URL's host (sslmode=verify-full checks the name)"
+                    .to_owned(),
+                rustls::Error::InvalidCertificate(e) => {
+                    format!("TLS refused: the PostgreSQL server's certificate is invalid: {e}")
+                }
+                e => format!("TLS handshake with the PostgreSQL server failed: {e}"),
+            })
+        }
+        _ => None,
     }
 }
 

@@ -8,7 +8,10 @@ use clap::Parser;
 use crate::process::ServerProcess;
 use tempfile::TempDir;
 use tokio::{sync::oneshot, task::JoinHandle};
-use tonic::{Code, Request, Status, transport::Channel};
+use tonic::{
+    Code, Request, Status,
+    transport::{Channel, ClientTlsConfig},
+};
 use tonic_types::StatusExt;
 use vevee_attributes::{
     app,
@@ -102,6 +105,16 @@ pub(crate) struct Keys {
 /// Starts a server on a free port over the database at `url` (no bootstrap
 /// workspace), with `extra` flags.
 pub(crate) async fn spawn_app(url: &str, extra: &[&str]) -> TestApp {
+    spawn_app_over(url, extra, None).await
+}
+
+/// [`spawn_app`] whose channel speaks TLS with `tls` (the server then needs
+/// `--tls-cert`/`--tls-key` in `extra`), or plain HTTP/2 without.
+pub(crate) async fn spawn_app_over(
+    url: &str,
+    extra: &[&str],
+    tls: Option<ClientTlsConfig>,
+) -> TestApp {
     let mut argv = vec![
         "test",
         "--grpc-addr",
@@ -122,8 +135,12 @@ pub(crate) async fn spawn_app(url: &str, extra: &[&str]) -> TestApp {
     let store = storage::connect(url, &StoreOptions::default())
         .await
         .expect("the test's own connection");
+    let channel = match tls {
+        None => connect(addr).await,
+        Some(tls) => connect_tls(addr, tls).await.expect("connects over TLS"),
+    };
     TestApp {
-        channel: connect(addr).await,
+        channel,
         addr,
         store,
         stop: Some(stop),
@@ -325,4 +342,16 @@ pub(crate) async fn connect(addr: SocketAddr) -> Channel {
         .connect()
         .await
         .expect("connects")
+}
+
+/// A channel to `addr` over TLS with `tls` (its CA and the name to verify).
+pub(crate) async fn connect_tls(
+    addr: SocketAddr,
+    tls: ClientTlsConfig,
+) -> Result<Channel, tonic::transport::Error> {
+    Channel::from_shared(format!("https://{addr}"))
+        .expect("valid uri")
+        .tls_config(tls)?
+        .connect()
+        .await
 }
