@@ -377,10 +377,8 @@ impl ValueStore for PgStore {
         detached(async move {
             let updates = Arc::new(vec![update]);
             let batch = updates.clone();
-            let snapshot = held
-                .run(move |conn| {
-                    Box::pin(async move { read_snapshot(conn, &batch, READ_VALUES).await })
-                })
+            let (snapshot, _) = held
+                .run(move |conn| Box::pin(async move { read_unlocked(conn, &batch, now()).await }))
                 .await?;
             update::preview(&updates, snapshot)
         })
@@ -476,15 +474,9 @@ impl ValueStore for PgStore {
 /// How often an update batch is tried before it is reported as a defect.
 const UPDATE_TRIES: usize = 32;
 
-/// The stored values an update batch reads, by primary key.
-const READ_VALUES: &str = "SELECT v.person_id, v.attribute_key, v.value, v.etag \
-     FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS k (workspace_id, person_id, key) \
-     JOIN attribute_values v \
-       ON v.workspace_id = k.workspace_id AND v.person_id = k.person_id \
-      AND v.attribute_key = k.key COLLATE \"C\"";
-
-/// [`READ_VALUES`], locking each row until commit, in primary-key order
-/// (the order every batch writes in, so lockers never deadlock).
+/// The stored values an update batch reads, by primary key, locking each
+/// row until commit, in primary-key order (the order every batch writes in,
+/// so lockers never deadlock).
 const LOCK_VALUES: &str = "SELECT v.person_id, v.attribute_key, v.value, v.etag \
      FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS k (workspace_id, person_id, key) \
      JOIN attribute_values v \
@@ -494,12 +486,8 @@ const LOCK_VALUES: &str = "SELECT v.person_id, v.attribute_key, v.value, v.etag 
      FOR UPDATE OF v";
 
 /// Each update's person and their stored values under the keys the batch
-/// changes, read with `values_query` ([`READ_VALUES`] or [`LOCK_VALUES`]).
-async fn read_snapshot(
-    conn: &mut PgConnection,
-    updates: &[PersonUpdate],
-    values_query: &'static str,
-) -> sqlx::Result<Snapshot> {
+/// changes, locked ([`LOCK_VALUES`]).
+async fn read_locked(conn: &mut PgConnection, updates: &[PersonUpdate]) -> sqlx::Result<Snapshot> {
     let mut idx = Vec::with_capacity(updates.len());
     let mut workspaces = Vec::with_capacity(updates.len());
     let mut modes = Vec::with_capacity(updates.len());
@@ -538,7 +526,7 @@ async fn read_snapshot(
             ids.push(p);
             names.push(k);
         }
-        let rows: Vec<(PersonId, String, Value, Etag)> = sqlx::query_as(values_query)
+        let rows: Vec<(PersonId, String, Value, Etag)> = sqlx::query_as(LOCK_VALUES)
             .bind(ws)
             .bind(ids)
             .bind(names)
@@ -571,7 +559,7 @@ async fn update_once(
             .filter(|(_, early)| early.is_none())
             .map(|(u, _)| u.clone())
             .collect();
-        let snapshot = read_snapshot(&mut tx, &open, LOCK_VALUES).await?;
+        let snapshot = read_locked(&mut tx, &open).await?;
         let plan = update::plan(&open, snapshot);
         // The requests' locks are held already (hold_requests).
         let records = update::records_of(&open, &plan.results);
