@@ -428,10 +428,20 @@ impl ValueStore for PgStore {
         let held = self.held.clone();
         let updates = Arc::new(updates);
         detached(async move {
-            // Each try either commits or finds that a value or person was
-            // created concurrently after the read (and writes nothing); a
-            // retry then finds and locks it, so tries are few. The bound is
-            // only a guard against a defect looping forever.
+            let batch = updates.clone();
+            let unlocked = held
+                .run(move |conn| Box::pin(async move { update_unlocked(conn, &batch).await }))
+                .await?;
+            if let Some(results) = unlocked {
+                return Ok(results);
+            }
+            // Most batches commit in the two round trips of the unlocked
+            // try. One that met a concurrent write to its rows is tried in a
+            // transaction holding them locked: each such try either commits
+            // or finds that a value or person was created concurrently after
+            // the read (and writes nothing); a retry then finds and locks it,
+            // so tries are few. The bound is only a guard against a defect
+            // looping forever.
             for _ in 0..UPDATE_TRIES {
                 let batch = updates.clone();
                 let outcome = held
@@ -454,10 +464,8 @@ impl ValueStore for PgStore {
         detached(async move {
             let updates = Arc::new(vec![update]);
             let batch = updates.clone();
-            let snapshot = held
-                .run(move |conn| {
-                    Box::pin(async move { read_snapshot(conn, &batch, READ_VALUES).await })
-                })
+            let (snapshot, _) = held
+                .run(move |conn| Box::pin(async move { read_unlocked(conn, &batch, now()).await }))
                 .await?;
             update::preview(&updates, snapshot)
         })
@@ -647,15 +655,9 @@ impl ValueStore for PgStore {
 /// How often an update batch is tried before it is reported as a defect.
 const UPDATE_TRIES: usize = 32;
 
-/// The stored values an update batch reads, by primary key.
-const READ_VALUES: &str = "SELECT v.person_id, v.attribute_key, v.value, v.etag \
-     FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS k (workspace_id, person_id, key) \
-     JOIN attribute_values v \
-       ON v.workspace_id = k.workspace_id AND v.person_id = k.person_id \
-      AND v.attribute_key = k.key COLLATE \"C\"";
-
-/// [`READ_VALUES`], locking each row until commit, in primary-key order
-/// (the order every batch writes in, so lockers never deadlock).
+/// The stored values an update batch reads, by primary key, locking each
+/// row until commit, in primary-key order (the order every batch writes in,
+/// so lockers never deadlock).
 const LOCK_VALUES: &str = "SELECT v.person_id, v.attribute_key, v.value, v.etag \
      FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS k (workspace_id, person_id, key) \
      JOIN attribute_values v \
@@ -665,12 +667,8 @@ const LOCK_VALUES: &str = "SELECT v.person_id, v.attribute_key, v.value, v.etag 
      FOR UPDATE OF v";
 
 /// Each update's person and their stored values under the keys the batch
-/// changes, read with `values_query` ([`READ_VALUES`] or [`LOCK_VALUES`]).
-async fn read_snapshot(
-    conn: &mut PgConnection,
-    updates: &[PersonUpdate],
-    values_query: &'static str,
-) -> sqlx::Result<Snapshot> {
+/// changes, locked ([`LOCK_VALUES`]).
+async fn read_locked(conn: &mut PgConnection, updates: &[PersonUpdate]) -> sqlx::Result<Snapshot> {
     let mut idx = Vec::with_capacity(updates.len());
     let mut workspaces = Vec::with_capacity(updates.len());
     let mut modes = Vec::with_capacity(updates.len());
@@ -709,7 +707,7 @@ async fn read_snapshot(
             ids.push(p);
             names.push(k);
         }
-        let rows: Vec<(PersonId, String, Value, Etag)> = sqlx::query_as(values_query)
+        let rows: Vec<(PersonId, String, Value, Etag)> = sqlx::query_as(LOCK_VALUES)
             .bind(ws)
             .bind(ids)
             .bind(names)
@@ -742,12 +740,13 @@ async fn update_once(
             .filter(|(_, early)| early.is_none())
             .map(|(u, _)| u.clone())
             .collect();
-        let snapshot = read_snapshot(&mut tx, &open, LOCK_VALUES).await?;
+        let snapshot = read_locked(&mut tx, &open).await?;
         let plan = update::plan(&open, snapshot);
-        if !write_plan(&mut tx, &plan).await? {
+        // The requests' locks are held already (hold_requests).
+        let records = update::records_of(&open, &plan.results);
+        if !write_plan(&mut tx, &plan, &[], records, at).await? {
             return Ok(None);
         }
-        record_requests(&mut tx, update::records_of(&open, &plan.results), at).await?;
         Ok::<_, sqlx::Error>(Some(update::merge(triaged, plan.results)))
     }
     .await;
@@ -770,6 +769,174 @@ async fn update_once(
         }
         Err(e) => Err(e),
     }
+}
+
+/// The first try of an update batch, without a transaction: one statement
+/// reads the persons, values and request records ([`read_unlocked`]), the
+/// batch is planned against them, and one statement writes the plan
+/// ([`write_plan`]), failing whole if anything it depends on changed since
+/// the read. Two round trips, and no row stays locked between them; `None`
+/// when the write found a conflict (or a deadlock, or a person deleted since
+/// the read): the locking path ([`update_once`]) then decides.
+async fn update_unlocked(
+    conn: &mut PgConnection,
+    updates: &[PersonUpdate],
+) -> sqlx::Result<Option<Vec<Result<Updated>>>> {
+    let at = now();
+    let (snapshot, recorded) = read_unlocked(conn, updates, at).await?;
+    // Held or not is decided by the write, which takes the locks.
+    let held = vec![true; updates.len()];
+    let triaged = update::triage(updates, &held, &recorded);
+    let mut open = Vec::with_capacity(updates.len());
+    let mut persons = Vec::with_capacity(updates.len());
+    for ((u, early), person) in updates.iter().zip(&triaged).zip(&snapshot.persons) {
+        if early.is_none() {
+            open.push(u.clone());
+            persons.push(*person);
+        }
+    }
+    let plan = update::plan(
+        &open,
+        Snapshot {
+            persons,
+            values: snapshot.values,
+        },
+    );
+    let locks: Vec<i64> = open
+        .iter()
+        .filter_map(|u| {
+            let key = u.request.as_ref()?;
+            Some(request_lock(&(u.workspace, u.mode, key.id)))
+        })
+        .collect();
+    let records = update::records_of(&open, &plan.results);
+    match write_plan(conn, &plan, &locks, records, at).await {
+        Ok(true) => Ok(Some(update::merge(triaged, plan.results))),
+        Ok(false) => Ok(None),
+        // 40P01: a deadlock; 23503: a row of a person deleted since the read.
+        Err(sqlx::Error::Database(db))
+            if matches!(db.code().as_deref(), Some("40P01" | "23503")) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// In one statement, without locks: each update's person, their stored
+/// values under the keys it changes, and the records (within their
+/// retention at `at`) of the requests the batch carries.
+async fn read_unlocked(
+    conn: &mut PgConnection,
+    updates: &[PersonUpdate],
+    at: chrono::DateTime<chrono::Utc>,
+) -> sqlx::Result<(
+    Snapshot,
+    std::collections::HashMap<update::RequestSlot, RecordedRequest>,
+)> {
+    let index = |i: usize| i32::try_from(i).expect("batches are far smaller than 2^31");
+    let (mut idx, mut workspaces, mut modes, mut distinct_ids) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut key_idx, mut keys) = (Vec::new(), Vec::new());
+    let (mut req_idx, mut req_ws, mut req_modes, mut req_ids) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (i, u) in updates.iter().enumerate() {
+        idx.push(index(i));
+        workspaces.push(u.workspace);
+        modes.push(u.mode.as_str());
+        distinct_ids.push(u.distinct_id.clone());
+        for change in &u.changes {
+            key_idx.push(index(i));
+            keys.push(change.key.clone());
+        }
+        if let Some(key) = &u.request {
+            req_idx.push(index(i));
+            req_ws.push(u.workspace);
+            req_modes.push(u.mode.as_str());
+            req_ids.push(key.id);
+        }
+    }
+    // Rows of two kinds: a person with one of their values (or none), and
+    // a request record (with a fingerprint).
+    type Row = (
+        i32,
+        Option<PersonId>,
+        Option<String>,
+        Option<Value>,
+        Option<Etag>,
+        Option<Vec<u8>>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "WITH person AS ( \
+             SELECT i.idx, p.workspace_id, p.person_id \
+             FROM unnest($1::int4[], $2::uuid[], $3::text[], $4::text[]) \
+                 AS i (idx, workspace_id, mode, distinct_id) \
+             JOIN persons p ON p.workspace_id = i.workspace_id AND p.mode = i.mode \
+                           AND p.distinct_id = i.distinct_id COLLATE \"C\" \
+         ) \
+         SELECT p.idx, p.person_id, v.attribute_key, v.value, v.etag, NULL::bytea \
+         FROM person p \
+         LEFT JOIN unnest($5::int4[], $6::text[]) AS k (idx, key) ON k.idx = p.idx \
+         LEFT JOIN attribute_values v \
+           ON v.workspace_id = p.workspace_id AND v.person_id = p.person_id \
+          AND v.attribute_key = k.key COLLATE \"C\" \
+         UNION ALL \
+         SELECT r.idx, NULL, NULL, q.response, NULL, q.fingerprint \
+         FROM unnest($7::int4[], $8::uuid[], $9::text[], $10::uuid[]) \
+             AS r (idx, workspace_id, mode, request_id) \
+         JOIN requests q ON q.workspace_id = r.workspace_id AND q.mode = r.mode \
+                        AND q.request_id = r.request_id \
+         WHERE q.created_at > $11",
+    )
+    .bind(idx)
+    .bind(workspaces)
+    .bind(modes)
+    .bind(distinct_ids)
+    .bind(key_idx)
+    .bind(keys)
+    .bind(req_idx)
+    .bind(req_ws)
+    .bind(req_modes)
+    .bind(req_ids)
+    .bind(at - REQUEST_RETENTION)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut persons = vec![None; updates.len()];
+    let mut values = std::collections::HashMap::new();
+    let mut recorded = std::collections::HashMap::new();
+    for (i, person, key, value, etag, fingerprint) in rows {
+        let Some(i) = usize::try_from(i).ok().filter(|i| *i < updates.len()) else {
+            continue;
+        };
+        let update = &updates[i];
+        match (fingerprint, update.request.as_ref()) {
+            (Some(fingerprint), Some(request)) => {
+                let outcome = value
+                    .as_ref()
+                    .and_then(update::outcome_from_json)
+                    .ok_or_else(|| {
+                        sqlx::Error::Protocol("a request record holds no outcome".into())
+                    })?;
+                recorded.insert(
+                    (update.workspace, update.mode, request.id),
+                    RecordedRequest {
+                        fingerprint,
+                        outcome,
+                    },
+                );
+            }
+            (Some(_), None) => {}
+            (None, _) => {
+                persons[i] = person;
+                if let (Some(person), Some(key), Some(value), Some(etag)) =
+                    (person, key, value, etag)
+                {
+                    values.insert((person, key), (value, etag));
+                }
+            }
+        }
+    }
+    Ok((Snapshot { persons, values }, recorded))
 }
 
 /// The advisory lock key of a request slot: requests are held by
@@ -864,90 +1031,57 @@ async fn hold_requests(
     Ok((held, recorded))
 }
 
-/// Stores the records of the requests a batch applied. A record past its
-/// retention may still be there (the sweep runs periodically); the new
-/// request takes its place.
-async fn record_requests(
-    tx: &mut PgConnection,
-    records: Vec<(update::RequestSlot, Vec<u8>, Value)>,
-    at: chrono::DateTime<chrono::Utc>,
-) -> sqlx::Result<()> {
-    if records.is_empty() {
-        return Ok(());
+/// A request record to store: its slot, fingerprint and response.
+type Record = (update::RequestSlot, Vec<u8>, Value);
+
+/// The text of the error [`write_plan`] raises to undo its statement when
+/// a row, person or request was not as the plan read it.
+const CONFLICT: &str = "vevee update conflict";
+
+/// Whether `err` is the conflict [`write_plan`] raises.
+fn is_conflict(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Database(db) => {
+            db.code().as_deref() == Some("22P02") && db.message().contains(CONFLICT)
+        }
+        _ => false,
     }
-    let (mut ws, mut modes, mut ids, mut prints, mut responses) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for ((w, mode, id), fingerprint, response) in records {
-        ws.push(w);
-        modes.push(mode.as_str());
-        ids.push(id);
-        prints.push(fingerprint);
-        responses.push(response);
-    }
-    sqlx::query(
-        "INSERT INTO requests \
-             (workspace_id, mode, request_id, fingerprint, response, created_at) \
-         SELECT r.workspace_id, r.mode, r.request_id, r.fingerprint, r.response, $6 \
-         FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::bytea[], $5::jsonb[]) \
-             AS r (workspace_id, mode, request_id, fingerprint, response) \
-         ON CONFLICT (workspace_id, mode, request_id) DO UPDATE SET \
-             fingerprint = EXCLUDED.fingerprint, response = EXCLUDED.response, \
-             created_at = EXCLUDED.created_at",
-    )
-    .bind(ws)
-    .bind(modes)
-    .bind(ids)
-    .bind(prints)
-    .bind(responses)
-    .bind(at)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
 }
 
-/// Creates the plan's persons and writes its rows, each only over the etag
-/// it was read with (or only where none existed): `false` when any of them
-/// found something else, so the caller rolls back and tries again.
-async fn write_plan(tx: &mut PgConnection, plan: &Plan) -> sqlx::Result<bool> {
-    let at = now();
-    if !plan.new_persons.is_empty() {
-        let mut people: Vec<_> = plan.new_persons.iter().collect();
-        // Key order, as the batch write locks persons in.
-        people.sort_by(|a, b| {
-            (a.workspace.0, a.mode.as_str(), &a.distinct_id).cmp(&(
-                b.workspace.0,
-                b.mode.as_str(),
-                &b.distinct_id,
-            ))
-        });
-        let ws: Vec<WorkspaceId> = people.iter().map(|p| p.workspace).collect();
-        let modes: Vec<&str> = people.iter().map(|p| p.mode.as_str()).collect();
-        let dids: Vec<String> = people.iter().map(|p| p.distinct_id.clone()).collect();
-        let ids: Vec<PersonId> = people.iter().map(|p| p.person_id).collect();
-        // DO UPDATE returns the row of a person created concurrently, whose
-        // id then differs from ours: the batch was planned without their
-        // values, so it starts again.
-        let got: Vec<PersonId> = sqlx::query_scalar(
-            "INSERT INTO persons (workspace_id, mode, distinct_id, person_id, created_at) \
-             SELECT n.workspace_id, n.mode, n.distinct_id, n.person_id, $5 \
-             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[]) \
-                 WITH ORDINALITY AS n (workspace_id, mode, distinct_id, person_id, ord) \
-             ORDER BY n.ord \
-             ON CONFLICT (workspace_id, mode, distinct_id) \
-             DO UPDATE SET distinct_id = EXCLUDED.distinct_id \
-             RETURNING person_id",
-        )
-        .bind(ws)
-        .bind(modes)
-        .bind(dids)
-        .bind(&ids)
-        .bind(at)
-        .fetch_all(&mut *tx)
-        .await?;
-        if got.len() != ids.len() || got.iter().any(|id| !ids.contains(id)) {
-            return Ok(false);
-        }
-    }
+/// Writes a plan in ONE statement: creates its persons, writes its rows,
+/// each only over the etag it was read with (or only where none existed),
+/// takes the advisory lock of each of `locks` (request slots; taking one
+/// this transaction already holds succeeds) and stores the `records` of the
+/// requests it applied, replacing only records past their retention (the
+/// sweep runs periodically). `false` when any of that found something else
+/// (a person, row or record created or changed since the read, a request
+/// held by another transaction): then the statement has failed, so nothing
+/// of it is written, and the caller reads again.
+///
+/// PostgreSQL has no statement to abort a statement, so the final SELECT
+/// makes one fail: it casts a text that is not a number to int when any
+/// count differs from what the plan expects. Data-modifying CTEs run to
+/// completion before it, and a failing statement undoes all of them.
+async fn write_plan(
+    conn: &mut PgConnection,
+    plan: &Plan,
+    locks: &[i64],
+    records: Vec<Record>,
+    at: chrono::DateTime<chrono::Utc>,
+) -> sqlx::Result<bool> {
+    let mut people: Vec<_> = plan.new_persons.iter().collect();
+    // Key order, as the batch write locks persons in.
+    people.sort_by(|a, b| {
+        (a.workspace.0, a.mode.as_str(), &a.distinct_id).cmp(&(
+            b.workspace.0,
+            b.mode.as_str(),
+            &b.distinct_id,
+        ))
+    });
+    let person_ws: Vec<WorkspaceId> = people.iter().map(|p| p.workspace).collect();
+    let person_modes: Vec<&str> = people.iter().map(|p| p.mode.as_str()).collect();
+    let person_dids: Vec<String> = people.iter().map(|p| p.distinct_id.clone()).collect();
+    let person_ids: Vec<PersonId> = people.iter().map(|p| p.person_id).collect();
     let person_of = |owner: Owner| match owner {
         Owner::Known(id) => id,
         Owner::New(i) => plan.new_persons[i].person_id,
@@ -989,38 +1123,91 @@ async fn write_plan(tx: &mut PgConnection, plan: &Plan) -> sqlx::Result<bool> {
             (None, None) => {}
         }
     }
-    let wanted = (upd.0.len() as i64, ins.0.len() as i64, del.0.len() as i64);
-    if wanted == (0, 0, 0) {
+    let (mut req_ws, mut req_modes, mut req_ids, mut prints, mut responses) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for ((w, mode, id), fingerprint, response) in records {
+        req_ws.push(w);
+        req_modes.push(mode.as_str());
+        req_ids.push(id);
+        prints.push(fingerprint);
+        responses.push(response);
+    }
+    if person_ids.is_empty()
+        && upd.0.is_empty()
+        && ins.0.is_empty()
+        && del.0.is_empty()
+        && locks.is_empty()
+        && req_ids.is_empty()
+    {
         return Ok(true);
     }
-    let counts: (i64, i64, i64) = sqlx::query_as(
-        "WITH upd AS ( \
+    // DO UPDATE on persons returns the row of a person created
+    // concurrently, whose id then differs from ours: the batch was planned
+    // without their values. Rows are written in the plan's order and
+    // records in key order, so that concurrent batches lock in one order.
+    let written = sqlx::query(
+        "WITH person AS ( \
+             INSERT INTO persons (workspace_id, mode, distinct_id, person_id, created_at) \
+             SELECT n.workspace_id, n.mode, n.distinct_id, n.person_id, $5 \
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[]) \
+                 WITH ORDINALITY AS n (workspace_id, mode, distinct_id, person_id, ord) \
+             ORDER BY n.ord \
+             ON CONFLICT (workspace_id, mode, distinct_id) \
+             DO UPDATE SET distinct_id = EXCLUDED.distinct_id \
+             RETURNING person_id \
+         ), upd AS ( \
              UPDATE attribute_values v \
-             SET value = u.value, etag = u.etag, updated_at = $16 \
-             FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::uuid[], \
-                         $6::uuid[]) AS u (workspace_id, person_id, key, value, etag, expected) \
+             SET value = u.value, etag = u.etag, updated_at = $5 \
+             FROM unnest($6::uuid[], $7::uuid[], $8::text[], $9::jsonb[], $10::uuid[], \
+                         $11::uuid[]) AS u (workspace_id, person_id, key, value, etag, expected) \
              WHERE v.workspace_id = u.workspace_id AND v.person_id = u.person_id \
                AND v.attribute_key = u.key COLLATE \"C\" AND v.etag = u.expected \
              RETURNING 1 \
          ), ins AS ( \
              INSERT INTO attribute_values \
                  (workspace_id, person_id, attribute_key, value, updated_at, etag) \
-             SELECT i.workspace_id, i.person_id, i.key, i.value, $16, i.etag \
-             FROM unnest($7::uuid[], $8::uuid[], $9::text[], $10::jsonb[], $11::uuid[]) \
-                 AS i (workspace_id, person_id, key, value, etag) \
+             SELECT i.workspace_id, i.person_id, i.key, i.value, $5, i.etag \
+             FROM unnest($12::uuid[], $13::uuid[], $14::text[], $15::jsonb[], $16::uuid[]) \
+                 WITH ORDINALITY AS i (workspace_id, person_id, key, value, etag, ord) \
+             ORDER BY i.ord \
              ON CONFLICT (workspace_id, person_id, attribute_key) DO NOTHING \
              RETURNING 1 \
          ), del AS ( \
              DELETE FROM attribute_values v \
-             USING unnest($12::uuid[], $13::uuid[], $14::text[], $15::uuid[]) \
+             USING unnest($17::uuid[], $18::uuid[], $19::text[], $20::uuid[]) \
                  AS d (workspace_id, person_id, key, expected) \
              WHERE v.workspace_id = d.workspace_id AND v.person_id = d.person_id \
                AND v.attribute_key = d.key COLLATE \"C\" AND v.etag = d.expected \
              RETURNING 1 \
+         ), locks AS ( \
+             SELECT pg_try_advisory_xact_lock(l.key) AS got FROM unnest($21::int8[]) AS l (key) \
+         ), recorded AS ( \
+             INSERT INTO requests \
+                 (workspace_id, mode, request_id, fingerprint, response, created_at) \
+             SELECT r.workspace_id, r.mode, r.request_id, r.fingerprint, r.response, $5 \
+             FROM unnest($22::uuid[], $23::text[], $24::uuid[], $25::bytea[], $26::jsonb[]) \
+                 AS r (workspace_id, mode, request_id, fingerprint, response) \
+             ORDER BY r.workspace_id, r.mode, r.request_id \
+             ON CONFLICT (workspace_id, mode, request_id) DO UPDATE SET \
+                 fingerprint = EXCLUDED.fingerprint, response = EXCLUDED.response, \
+                 created_at = EXCLUDED.created_at \
+             WHERE requests.created_at <= $27 \
+             RETURNING 1 \
+         ), verdict AS ( \
+             SELECT (SELECT count(*) FROM person WHERE person_id = ANY ($4)) = cardinality($4) \
+                AND (SELECT count(*) FROM upd) = cardinality($6) \
+                AND (SELECT count(*) FROM ins) = cardinality($12) \
+                AND (SELECT count(*) FROM del) = cardinality($17) \
+                AND (SELECT coalesce(bool_and(got), true) FROM locks) \
+                AND (SELECT count(*) FROM recorded) = cardinality($22) AS ok \
          ) \
-         SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM ins), \
-                (SELECT count(*) FROM del)",
+         SELECT CASE WHEN ok THEN 0 ELSE CAST($28 || ': ' || ok AS int4) END FROM verdict",
     )
+    .bind(person_ws)
+    .bind(person_modes)
+    .bind(person_dids)
+    .bind(&person_ids)
+    .bind(at)
     .bind(upd.0)
     .bind(upd.1)
     .bind(upd.2)
@@ -1036,10 +1223,21 @@ async fn write_plan(tx: &mut PgConnection, plan: &Plan) -> sqlx::Result<bool> {
     .bind(del.1)
     .bind(del.2)
     .bind(del.3)
-    .bind(at)
-    .fetch_one(&mut *tx)
-    .await?;
-    Ok(counts == wanted)
+    .bind(locks)
+    .bind(req_ws)
+    .bind(req_modes)
+    .bind(req_ids)
+    .bind(prints)
+    .bind(responses)
+    .bind(at - REQUEST_RETENTION)
+    .bind(CONFLICT)
+    .execute(&mut *conn)
+    .await;
+    match written {
+        Ok(_) => Ok(true),
+        Err(e) if is_conflict(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// A batch of writes as the parallel arrays one statement unnests.

@@ -2,9 +2,9 @@
 //! the types of [`ValueStore::update_batch`](super::ValueStore::update_batch)
 //! and the planning both backends share.
 //!
-//! A backend reads the persons and values a batch touches (locked, or
-//! under the write lock), [`plan`]s the batch here, writes the planned rows
-//! and commits. The planner applies the batch's updates one after another
+//! A backend reads the persons and values a batch touches (locked, under
+//! the write lock, or unlocked and then written only over the etags read),
+//! [`plan`]s the batch here, writes the planned rows and commits. The planner applies the batch's updates one after another
 //! against the values as read, so several updates of one value in one batch
 //! build on each other exactly as if they had been committed one by one.
 
