@@ -598,6 +598,34 @@ async fn identity_verification_takes_signatures_of_active_secrets_only(db: &Test
         .await;
     assert_eq!(listed["identitySecrets"].as_array().unwrap().len(), 2);
     assert_eq!(listed["identitySecrets"][1]["secret"], "");
+    // The secrets' own refusals, with their HTTP statuses: a third active
+    // secret (one was revoked: a second may be created), and revoking one
+    // that doesn't exist.
+    let created = h1
+        .ok(
+            Method::POST,
+            "/api/v1/settings/identitySecrets",
+            &keys.sk_live,
+            json!({}),
+        )
+        .await;
+    assert!(created["secret"].as_str().unwrap().starts_with("vis_"));
+    h1.call(
+        Method::POST,
+        "/api/v1/settings/identitySecrets",
+        &keys.sk_live,
+        json!({}),
+    )
+    .await
+    .refused(400, Code::FailedPrecondition, "too_many_identity_secrets");
+    h2.call(
+        Method::POST,
+        "/api/v1/settings/identitySecrets/nope:revoke",
+        &keys.sk_live,
+        json!({}),
+    )
+    .await
+    .refused(404, Code::NotFound, "identity_secret_not_found");
     for rest in [&h1, &h2] {
         let body = json!({"distinctId": "ada", "attribute": "name", "value": "Ada"}).to_string();
         let ok = rest
