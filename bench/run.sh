@@ -8,7 +8,9 @@
 # the server on a fresh database, declares a0..a9 and seeds the persons, runs
 # every RPC at each concurrency, samples the server's RSS idle and under 1,000
 # concurrent streams, and (PostgreSQL) compares 10 thousand with 1 million
-# persons; SetAttribute and GetAttributes also over the REST face. It ends by printing a markdown report, also written to
+# persons; SetAttribute and GetAttributes also over the REST face; and
+# SetAttribute as a browser writes it (public key, identity verification
+# required, every write signed). It ends by printing a markdown report, also written to
 # $BENCH_OUT/report.md next to the raw JSON lines (results.jsonl).
 #
 # Needs: cargo, a PostgreSQL superuser at $BENCH_PG_URL, psql and pgbench.
@@ -52,6 +54,9 @@ OUT=${BENCH_OUT:-$ROOT/bench/results/$(date -u +%Y%m%dT%H%M%SZ)}
 SERVER_ARGS=${BENCH_SERVER_ARGS---worker-threads 1}
 RSS_RPC=${BENCH_RSS_RPC:-set-attribute}
 ADDR="127.0.0.1:$PORT"
+# Public-key limits far above what a run sends, so that set-attribute-browser
+# pays for the buckets (they stay on) but is never refused by them.
+PK_RATES="--public-key-rate 1000000/s,burst=1000000 --public-key-rate-per-person 100000/s,burst=100000"
 
 SECONDS=0
 LOADAVG=$(cut -d ' ' -f 1-3 /proc/loadavg)
@@ -97,7 +102,7 @@ start_server() { # name database-url
   port_open && die "something already listens on $ADDR (set BENCH_PORT)"
   # shellcheck disable=SC2086 # SERVER_ARGS is a list of flags.
   env -u NO_BOOTSTRAP -u DATABASE_URL RUST_LOG="${RUST_LOG:-info}" \
-    "$BIN/vevee-attributes" serve --database-url "$url" --grpc-addr "$ADDR" $SERVER_ARGS \
+    "$BIN/vevee-attributes" serve --database-url "$url" --grpc-addr "$ADDR" $PK_RATES $SERVER_ARGS \
     2>"$OUT/$name-server.log" &
   SERVER_PID=$!
   for _ in $(seq 1 300); do
@@ -110,6 +115,8 @@ start_server() { # name database-url
   KEY=$(sed -n 's/^  \(sk_live_[^ ]*\)$/\1/p' "$OUT/$name-server.log" | head -n 1)
   [[ -n "$KEY" ]] || die "no sk_live_ key in $OUT/$name-server.log (not a fresh database?)"
   export VEVEE_KEY=$KEY
+  PUBLIC_KEY=$(sed -n 's/^  \(pk_live_[^ ]*\)$/\1/p' "$OUT/$name-server.log" | head -n 1)
+  [[ -n "$PUBLIC_KEY" ]] || die "no pk_live_ key in $OUT/$name-server.log"
 }
 
 stop_server() {
@@ -140,7 +147,24 @@ load() { # system suite rpc concurrency [more vevee-bench flags]
     --json --tag "system=$system" --tag "suite=$suite" "$@" >>"$RESULTS"
 }
 
-matrix() { # system
+# Issue 16's target, against set-attribute of the matrix at 64: SetAttribute
+# with the public key, identity verification required, every request
+# signed (the load generator signs each person once, before the run). The
+# CLI sets the workspace up on the database, as an operator would; the
+# server applies it within its --cache-ttl (2 s by default).
+browser_writes() { # system database-url
+  local system=$1 url=$2 secret
+  local cli=("$BIN/vevee-attributes")
+  "${cli[@]}" settings set client-attribute-writes on --database-url "$url" >/dev/null
+  "${cli[@]}" settings set identity-verification required --database-url "$url" >/dev/null
+  secret=$("${cli[@]}" identity-secrets create --json --database-url "$url" |
+    sed -n 's/^ *"secret": *"\([^"]*\)".*/\1/p')
+  [[ -n "$secret" ]] || die "identity-secrets create printed no secret"
+  sleep 3
+  load "$system" writes set-attribute-browser 64 --key "$PUBLIC_KEY" --identity-secret "$secret"
+}
+
+matrix() { # system database-url
   for rpc in set-attribute set-attributes get-attributes health; do
     for c in $CONCURRENCY; do
       load "$1" matrix "$rpc" "$c"
@@ -158,6 +182,7 @@ matrix() { # system
   # the increments add an eleventh value to the persons they touch.
   load "$1" writes update-increment 64
   load "$1" writes set-attribute-request-id 64
+  browser_writes "$1" "$2"
 }
 
 rss_under_load() { # system
@@ -187,7 +212,7 @@ serve_and_measure() { # system url
   log "$system: declaring a0..a9 and seeding $POPULATION persons"
   "$BIN/vevee-bench" setup --addr "$ADDR" --population "$POPULATION" --concurrency 64
   log "$system: the matrix"
-  matrix "$system"
+  matrix "$system" "$url"
   log "$system: 1,000 concurrent streams"
   rss_under_load "$system"
 }
@@ -307,7 +332,7 @@ pg_setting() { psql -Atq "$PG_URL/postgres" -c "SHOW $1" 2>/dev/null || echo "?"
   echo "- SQLite $(sed -n 's/.*"sqlite_version":"\([^"]*\)".*/\1/p' "$RESULTS" | head -n 1) (bundled by sqlx): WAL, synchronous=FULL"
   echo "- Commit: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo ' + local changes'); $(rustc --version)"
   echo "- Command: \`bench/run.sh\` (each run ${WARMUP} s warm-up + ${SECS} s measured; load generator: $CONNECTIONS HTTP/2 connections, $THREADS threads; $POPULATION persons, uniform ids unless noted)"
-  echo "- Server: \`vevee-attributes serve\` with default flags${SERVER_ARGS:+ plus \`$SERVER_ARGS\`} (10 database connections)"
+  echo "- Server: \`vevee-attributes serve\` with default flags${SERVER_ARGS:+ plus \`$SERVER_ARGS\`} and \`$PK_RATES\` (10 database connections)"
   echo "- Took ${SECONDS} s. Columns: \"× raw\" is the figure over the raw baseline at the same concurrency, \"× Health\" over Health/Check of the same server at the same concurrency, \"load\" the 1-minute load average at the end of the run (the run itself accounts for about 2-3; more means other work shared the cores)"
   echo
   "$BIN/vevee-bench" report "$RESULTS"

@@ -122,6 +122,10 @@ impl Application {
                 .await
                 .map_err(|e| OpenError::new(&args.database, e))?;
         }
+        // Preflights are answered from the first request on as the database says.
+        app.refresh_preflight_origins()
+            .await
+            .map_err(|e| OpenError::new(&args.database, e))?;
         Ok(Self {
             listener,
             tls,
@@ -176,6 +180,8 @@ impl Application {
         ));
 
         let sweeper = tokio::spawn(sweep_requests(app.clone(), args.request_sweep_interval));
+        let origins = tokio::spawn(refresh_preflight_origins(app.clone(), args.cache_ttl));
+        let cors = http::BrowserCorsLayer::new(app.preflight_origins());
 
         let tls_enabled = self.tls.is_some();
         let reloader = self.tls.clone().map(|tls| tokio::spawn(tls.watch()));
@@ -188,7 +194,7 @@ impl Application {
             .accept_http1(true)
             .http2_keepalive_interval(Some(args.http2_keepalive_interval))
             .http2_keepalive_timeout(Some(args.http2_keepalive_timeout))
-            .layer(http::BrowserCorsLayer::new())
+            .layer(cors)
             .layer(http::transcode_layer(limit)?)
             .layer(tonic_web::GrpcWebLayer::new())
             .layer(RpcLayer::new(args.concurrency_limit, args.request_timeout))
@@ -216,6 +222,7 @@ impl Application {
         if let Some(reloader) = reloader {
             reloader.abort();
         }
+        origins.abort();
         // Load balancers and watchers hear about the shutdown before connections close.
         set_all(&health, ServingStatus::NotServing).await;
         let _ = stop_tx.send(());
@@ -301,6 +308,26 @@ async fn sweep_requests(app: App, interval: Duration) {
             Ok(0) => {}
             Ok(n) => tracing::debug!(records = n, "expired request_id records deleted"),
             Err(e) => tracing::warn!(error = %e, "deleting expired request_id records failed"),
+        }
+    }
+}
+
+/// Shortest period of [`refresh_preflight_origins`]: `--cache-ttl 0s`
+/// (no caching) must not turn it into a busy loop on the database.
+const MIN_ORIGINS_REFRESH: Duration = Duration::from_millis(100);
+
+/// Rereads every workspace's `allowed_origins` for CORS preflights every
+/// `ttl` (the staleness bound of every cached setting), so that a change
+/// made on another replica reaches this one's preflights within it.
+async fn refresh_preflight_origins(app: App, ttl: Duration) {
+    let mut ticks = tokio::time::interval(ttl.max(MIN_ORIGINS_REFRESH));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is immediate, and build() has just read them.
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        if let Err(e) = app.refresh_preflight_origins().await {
+            tracing::warn!(error = %e, "reading the origins of preflights failed; keeping the last");
         }
     }
 }

@@ -1035,6 +1035,11 @@ async fn settings_default_to_off_and_can_be_turned_on_and_off(db: &TestDb) {
         Some(on.clone())
     );
     assert_eq!(store.get_settings(ws.id).await.unwrap(), Some(on.clone()));
+    // Every workspace's origins, for preflights: this one's and another's default.
+    store.create_workspace("Other").await.unwrap();
+    let mut lists = store.list_allowed_origins().await.unwrap();
+    lists.sort();
+    assert_eq!(lists, vec![vec![], on.allowed_origins.clone()]);
     let off = Settings::default();
     assert_eq!(
         store.update_settings(ws.id, off.clone()).await.unwrap(),

@@ -47,7 +47,10 @@ pub use values::{
 pub use workspaces::{IssuedKey, create_workspace};
 
 use self::{catalog::Catalog, rate_limit::Limiter};
-use crate::storage::{AdminStore, ValueStore};
+use crate::{
+    domain::SharedPreflightOrigins,
+    storage::{AdminStore, ValueStore},
+};
 
 /// The use cases over one database, cheap to clone (one reference count):
 /// every request clones it.
@@ -67,6 +70,8 @@ struct Inner {
     per_key: Option<Limiter>,
     /// Buckets per person written by public keys; `None`: not limited.
     per_person: Option<Limiter>,
+    /// What CORS preflights are answered for (`settings`).
+    preflight_origins: SharedPreflightOrigins,
 }
 
 /// Most buckets each limiter keeps: one per person recently written by a
@@ -118,6 +123,7 @@ impl App {
                 catalog,
                 per_key: limiter(limits.per_key),
                 per_person: limiter(limits.per_person),
+                preflight_origins: SharedPreflightOrigins::default(),
             }),
         }
     }

@@ -1,9 +1,10 @@
 //! Workspace settings: read through to the database, changed field by field
-//! (AIP-134 update masks), and made this replica's cached settings at once.
+//! (AIP-134 update masks), and made this replica's cached settings at once;
+//! and the origins of every workspace, which CORS preflights are answered for.
 
 use super::{App, Error};
 use crate::{
-    domain::{Reason, WorkspaceId, parse_origin_pattern},
+    domain::{PreflightOrigins, Reason, SharedPreflightOrigins, WorkspaceId, parse_origin_pattern},
     storage::Settings,
 };
 
@@ -86,6 +87,32 @@ impl App {
             None => settings,
         };
         self.catalog().settings_changed(ws, stored.clone());
+        if fields.contains(&SettingsField::AllowedOrigins) {
+            // The change is stored: if reading the origins back fails, the
+            // periodic refresh catches up, within the TTL as elsewhere.
+            if let Err(e) = self.refresh_preflight_origins().await {
+                tracing::warn!(error = %e, "reloading the origins of preflights failed");
+            }
+        }
         Ok(stored)
+    }
+
+    /// The origins CORS preflights are answered for, as this replica last
+    /// read them: the CORS layer reads them, [`Self::refresh_preflight_origins`]
+    /// keeps them current.
+    pub fn preflight_origins(&self) -> SharedPreflightOrigins {
+        self.inner.preflight_origins.clone()
+    }
+
+    /// Reads every workspace's `allowed_origins` into
+    /// [`Self::preflight_origins`]. The server calls it every `--cache-ttl`,
+    /// and this replica's own settings changes at once, so a change on any
+    /// replica reaches every replica's preflights within the TTL.
+    pub async fn refresh_preflight_origins(&self) -> Result<(), Error> {
+        let lists = self.admin().list_allowed_origins().await?;
+        self.inner
+            .preflight_origins
+            .set(PreflightOrigins::of_workspaces(lists));
+        Ok(())
     }
 }

@@ -1,6 +1,9 @@
 //! The workspace settings of browser writes (CONTRACT.md section 11) that
 //! have rules of their own: identity verification's modes and the origin
-//! patterns of `allowed_origins`.
+//! patterns of `allowed_origins`, also as the origins CORS preflights are
+//! answered for.
+
+use std::sync::{Arc, RwLock};
 
 use crate::domain::error::{Error, Reason};
 
@@ -106,6 +109,66 @@ pub fn origin_allowed(patterns: &[String], origin: Option<&str>) -> bool {
         })
 }
 
+/// The origins a CORS preflight may be answered for. A preflight carries
+/// no key, so its workspace is unknown: it is answered for any origin that
+/// some workspace's `allowed_origins` allows, and for every origin once one
+/// workspace allows any (an empty list) or there is no workspace at all.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum PreflightOrigins {
+    /// Every origin (the default, and what a server starts with).
+    #[default]
+    Any,
+    /// Only origins these patterns (every workspace's lists together) allow.
+    Only(Vec<String>),
+}
+
+impl PreflightOrigins {
+    /// The origins of workspaces whose `allowed_origins` are `lists`.
+    pub fn of_workspaces(lists: impl IntoIterator<Item = Vec<String>>) -> Self {
+        let mut patterns = Vec::new();
+        for list in lists {
+            if list.is_empty() {
+                return PreflightOrigins::Any;
+            }
+            patterns.extend(list);
+        }
+        if patterns.is_empty() {
+            return PreflightOrigins::Any;
+        }
+        patterns.sort_unstable();
+        patterns.dedup();
+        PreflightOrigins::Only(patterns)
+    }
+
+    /// Whether a preflight from `origin` is answered for: the one matcher
+    /// of [`origin_allowed`].
+    pub fn allows(&self, origin: &str) -> bool {
+        match self {
+            PreflightOrigins::Any => true,
+            PreflightOrigins::Only(patterns) => origin_allowed(patterns, Some(origin)),
+        }
+    }
+}
+
+/// [`PreflightOrigins`] shared between the CORS layer, which reads them on
+/// every preflight, and whoever refreshes them. A std `RwLock` around an
+/// `Arc`: reads copy the `Arc` out and never hold the lock while matching,
+/// and a refresh only swaps it, so neither waits on the other for long.
+#[derive(Debug, Clone, Default)]
+pub struct SharedPreflightOrigins(Arc<RwLock<Arc<PreflightOrigins>>>);
+
+impl SharedPreflightOrigins {
+    /// The origins as last set.
+    pub fn get(&self) -> Arc<PreflightOrigins> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces them.
+    pub fn set(&self, origins: PreflightOrigins) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(origins);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +209,32 @@ mod tests {
         assert!(!origin_allowed(&allowed, None), "no Origin");
         assert!(origin_allowed(&[], None), "an empty list allows any");
         assert!(origin_allowed(&[], Some("https://x.y")));
+    }
+
+    #[test]
+    fn preflights_are_answered_for_the_origins_of_all_workspaces_together() {
+        let two = PreflightOrigins::of_workspaces([
+            patterns(&["https://app.example.com"]),
+            patterns(&["https://*.shop.io", "https://app.example.com"]),
+        ]);
+        assert_eq!(
+            two,
+            PreflightOrigins::Only(patterns(&["https://*.shop.io", "https://app.example.com"]))
+        );
+        assert!(two.allows("https://app.example.com"));
+        assert!(two.allows("https://a.shop.io"));
+        assert!(!two.allows("https://shop.io"));
+        assert!(!two.allows("https://evil.test"));
+        // One workspace open to any origin opens preflights to any.
+        let open = PreflightOrigins::of_workspaces([patterns(&["https://a.io"]), vec![]]);
+        assert_eq!(open, PreflightOrigins::Any);
+        assert!(open.allows("https://evil.test"));
+        assert_eq!(PreflightOrigins::of_workspaces([]), PreflightOrigins::Any);
+
+        let shared = SharedPreflightOrigins::default();
+        assert!(shared.get().allows("https://evil.test"));
+        shared.set(two);
+        assert!(!shared.clone().get().allows("https://evil.test"));
     }
 
     #[test]

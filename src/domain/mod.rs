@@ -29,7 +29,10 @@ mod update;
 mod value;
 
 pub use adjustment::Adjustment;
-pub use browser::{IdentityVerification, origin_allowed, parse_origin_pattern};
+pub use browser::{
+    IdentityVerification, PreflightOrigins, SharedPreflightOrigins, origin_allowed,
+    parse_origin_pattern,
+};
 pub use coerce::{Coerced, coerce};
 pub use config::{
     AttributeConfig, AttributeType, ChoiceConfig, DateConfig, MultiChoiceConfig, NumberConfig,

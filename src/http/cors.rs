@@ -1,16 +1,26 @@
 //! CORS for browsers calling REST and gRPC-Web with public keys, answered
 //! before anything else. Requests without an `Origin` (servers, grpcurl,
 //! curl) never come from a browser and skip it, so native gRPC pays nothing.
+//!
+//! A preflight carries no key, so it cannot be checked against its
+//! workspace's `allowed_origins`: it is answered (with
+//! `Access-Control-Allow-Origin`) only for origins that some workspace
+//! allows ([`SharedPreflightOrigins`], kept current by the caller). Other
+//! requests mirror any origin, so a page whose request was sent reads its
+//! answer, `origin_not_allowed` included: that check is per workspace, on
+//! the key's own settings, inside.
 
 use std::{
     task::{Context, Poll},
     time::Duration,
 };
 
-use http::{HeaderName, Method, Request, Response, StatusCode, header};
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header, request};
 use tonic::{body::Body, codegen::BoxFuture};
 use tower::{Layer, Service};
 use tower_http::cors::{AllowOrigin, Cors, CorsLayer};
+
+use crate::domain::SharedPreflightOrigins;
 
 /// Request headers a browser may send: the key, JSON, gRPC-Web's own, a
 /// deadline and the identity signature of browser writes.
@@ -39,22 +49,24 @@ pub struct BrowserCorsLayer {
 }
 
 impl BrowserCorsLayer {
-    /// Any origin (mirrored), never credentials (keys travel in a header,
-    /// not cookies), the API's methods, preflights cached for 2 hours.
-    pub fn new() -> Self {
+    /// The request's origin (mirrored; on preflights only if `preflights`
+    /// allow it), never credentials (keys travel in a header, not
+    /// cookies), the API's methods, preflights cached for 2 hours.
+    pub fn new(preflights: SharedPreflightOrigins) -> Self {
+        let allow = move |origin: &HeaderValue, parts: &request::Parts| {
+            // Only preflights reach tower-http's Cors as OPTIONS (see BrowserCors::call).
+            parts.method != Method::OPTIONS
+                || origin
+                    .to_str()
+                    .is_ok_and(|origin| preflights.get().allows(origin))
+        };
         let cors = CorsLayer::new()
-            .allow_origin(AllowOrigin::mirror_request())
+            .allow_origin(AllowOrigin::predicate(allow))
             .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
             .allow_headers(ALLOWED_HEADERS.map(HeaderName::from_static))
             .expose_headers(EXPOSED_HEADERS.map(HeaderName::from_static))
             .max_age(Duration::from_secs(7200));
         Self { cors }
-    }
-}
-
-impl Default for BrowserCorsLayer {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

@@ -115,6 +115,19 @@ macro_rules! sql_admin_store {
                 }
 
                 #[instrument(level = "debug", skip_all)]
+                async fn list_allowed_origins(&self) -> Result<Vec<Vec<String>>> {
+                    let reader = self.$reader.clone();
+                    detached(async move {
+                        let lists: Vec<sqlx::types::Json<Vec<String>>> =
+                            sqlx::query_scalar("SELECT allowed_origins FROM workspaces")
+                                .fetch_all(&reader)
+                                .await?;
+                        Ok(lists.into_iter().map(|list| list.0).collect())
+                    })
+                    .await
+                }
+
+                #[instrument(level = "debug", skip_all)]
                 async fn get_settings(&self, ws: WorkspaceId) -> Result<Option<Settings>> {
                     let reader = self.$reader.clone();
                     detached(async move {

@@ -500,6 +500,10 @@ pub trait AdminStore: Send + Sync + 'static {
     /// All workspaces, oldest first.
     async fn list_workspaces(&self) -> Result<Vec<Workspace>>;
 
+    /// Every workspace's `allowed_origins`, in no order: what CORS
+    /// preflights, which carry no key, are answered for.
+    async fn list_allowed_origins(&self) -> Result<Vec<Vec<String>>>;
+
     /// A workspace's settings; `None` if there is no such workspace.
     async fn get_settings(&self, ws: WorkspaceId) -> Result<Option<Settings>>;
 

@@ -1,7 +1,10 @@
 //! Browser writes, made safe (CONTRACT.md section 11), over gRPC and REST
 //! on both backends: per-attribute client writes, allowed origins, identity
 //! verification and rate limits for public keys, and secret keys untouched
-//! by all four.
+//! by all four; CORS preflights answered only for allowed origins; settings
+//! changed on one replica enforced on another within the cache bound.
+
+use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::json;
@@ -12,8 +15,10 @@ use vevee_attributes::proto::v1::{self as pb, AttributeType};
 use crate::{
     backend_tests,
     common::TestDb,
-    helpers::{Keys, TestApp, assert_refused, authed, error_attribute, get, s, set, spawn_app},
-    http::Rest,
+    helpers::{
+        Keys, TestApp, assert_refused, authed, error_attribute, eventually, get, s, set, spawn_app,
+    },
+    http::{Answer, Rest},
 };
 
 backend_tests! {
@@ -22,6 +27,43 @@ backend_tests! {
     one_person_written_too_often_is_rate_limited_but_others_are_not,
     identity_verification_takes_signatures_of_active_secrets_only,
     public_keys_are_refused_from_origins_outside_allowed_origins,
+    preflights_are_answered_only_for_origins_some_workspace_allows,
+    settings_changed_on_one_replica_are_enforced_on_another_within_the_cache_bound,
+}
+
+/// The staleness bound (`--cache-ttl`) of the tests of how soon changes take
+/// effect, and how long they wait: the bound plus slack for a busy machine.
+const TTL: &str = "300ms";
+const WITHIN: Duration = Duration::from_millis(1500);
+
+/// A browser's CORS preflight of a SetAttribute from `origin`, on `path`
+/// (REST's route or gRPC-Web's method).
+async fn preflight(rest: &Rest, path: &str, origin: &str) -> Answer {
+    rest.send(
+        Method::OPTIONS,
+        path,
+        None,
+        None,
+        &[
+            ("origin", origin),
+            ("access-control-request-method", "POST"),
+            (
+                "access-control-request-headers",
+                "authorization, content-type, x-vevee-identity",
+            ),
+        ],
+    )
+    .await
+}
+
+/// The `Access-Control-Allow-Origin` a preflight from `origin` gets.
+async fn preflight_allows(rest: &Rest, origin: &str) -> Option<String> {
+    let answer = preflight(rest, "/api/v1/attributes/values", origin).await;
+    assert_eq!(answer.status, 204, "{}: {}", rest.protocol, answer.text);
+    answer
+        .headers
+        .get("access-control-allow-origin")
+        .map(|v| v.to_str().unwrap().to_owned())
 }
 
 /// hex(HMAC-SHA256(secret, distinct_id)), as a customer's backend computes it.
@@ -556,6 +598,34 @@ async fn identity_verification_takes_signatures_of_active_secrets_only(db: &Test
         .await;
     assert_eq!(listed["identitySecrets"].as_array().unwrap().len(), 2);
     assert_eq!(listed["identitySecrets"][1]["secret"], "");
+    // The secrets' own refusals, with their HTTP statuses: a third active
+    // secret (one was revoked: a second may be created), and revoking one
+    // that doesn't exist.
+    let created = h1
+        .ok(
+            Method::POST,
+            "/api/v1/settings/identitySecrets",
+            &keys.sk_live,
+            json!({}),
+        )
+        .await;
+    assert!(created["secret"].as_str().unwrap().starts_with("vis_"));
+    h1.call(
+        Method::POST,
+        "/api/v1/settings/identitySecrets",
+        &keys.sk_live,
+        json!({}),
+    )
+    .await
+    .refused(400, Code::FailedPrecondition, "too_many_identity_secrets");
+    h2.call(
+        Method::POST,
+        "/api/v1/settings/identitySecrets/nope:revoke",
+        &keys.sk_live,
+        json!({}),
+    )
+    .await
+    .refused(404, Code::NotFound, "identity_secret_not_found");
     for rest in [&h1, &h2] {
         let body = json!({"distinctId": "ada", "attribute": "name", "value": "Ada"}).to_string();
         let ok = rest
@@ -671,4 +741,236 @@ async fn public_keys_are_refused_from_origins_outside_allowed_origins(db: &TestD
         .refused(403, Code::PermissionDenied, "origin_not_allowed");
     }
     app.stop().await;
+}
+
+async fn preflights_are_answered_only_for_origins_some_workspace_allows(db: &TestDb) {
+    let app = spawn_app(&db.url, &["--cache-ttl", TTL]).await;
+    let keys = app.workspace().await;
+    allow_client_writes(&app, &keys).await;
+    define_text(&app, &keys, "name", None).await;
+    let [h1, h2] = Rest::both(&app);
+    let evil = "https://evil.test";
+    // An empty list (the default): any origin.
+    for rest in [&h1, &h2] {
+        assert_eq!(preflight_allows(rest, evil).await.as_deref(), Some(evil));
+    }
+
+    // Changed on this replica: its preflights follow at once.
+    update_settings(
+        &app,
+        &keys,
+        pb::WorkspaceSettings {
+            allowed_origins: vec![
+                "https://app.example.com".into(),
+                "https://*.shop.test".into(),
+            ],
+            ..Default::default()
+        },
+        &["allowed_origins"],
+    )
+    .await;
+    for rest in [&h1, &h2] {
+        for origin in [
+            "https://app.example.com",
+            "https://a.shop.test",
+            "https://a.b.shop.test",
+        ] {
+            assert_eq!(
+                preflight_allows(rest, origin).await.as_deref(),
+                Some(origin),
+                "{}",
+                rest.protocol
+            );
+        }
+        for origin in [evil, "https://shop.test", "http://app.example.com", "null"] {
+            assert_eq!(
+                preflight_allows(rest, origin).await,
+                None,
+                "{origin} on {}",
+                rest.protocol
+            );
+        }
+        // gRPC-Web's preflights are the same.
+        let web = preflight(
+            rest,
+            "/vevee.attributes.v1.AttributesService/SetAttribute",
+            evil,
+        )
+        .await;
+        assert_eq!(web.status, 204);
+        assert!(web.headers.get("access-control-allow-origin").is_none());
+        // A request sent anyway (a preflight cached by the browser, a
+        // script) meets its workspace's own check, and the page can read it.
+        let body = json!({"distinctId": "u", "attribute": "name", "value": "Ada"}).to_string();
+        let refused = rest
+            .send(
+                Method::POST,
+                "/api/v1/attributes/values",
+                Some(&keys.pk_live),
+                Some(&body),
+                &[("origin", evil)],
+            )
+            .await;
+        refused.refused(403, Code::PermissionDenied, "origin_not_allowed");
+        assert_eq!(refused.headers["access-control-allow-origin"], evil);
+    }
+
+    // Another workspace, created on the database (as the CLI does), allows
+    // any origin: preflights of every origin are answered within the bound
+    // (a preflight's workspace is unknown), while the first workspace's
+    // requests still get its own check.
+    app.workspace().await;
+    let opened = eventually(WITHIN, || async {
+        preflight_allows(&h1, evil).await.is_some()
+    })
+    .await;
+    assert!(opened, "preflights follow the database within the bound");
+    assert_eq!(preflight_allows(&h2, evil).await.as_deref(), Some(evil));
+    assert_refused(
+        set_with(&app, &keys.pk_live, "u", &[("origin", evil)]).await,
+        Code::PermissionDenied,
+        "origin_not_allowed",
+    );
+    app.stop().await;
+}
+
+async fn settings_changed_on_one_replica_are_enforced_on_another_within_the_cache_bound(
+    db: &TestDb,
+) {
+    let one = spawn_app(&db.url, &["--cache-ttl", TTL]).await;
+    let two = spawn_app(&db.url, &["--cache-ttl", TTL]).await;
+    let keys = one.workspace().await;
+    allow_client_writes(&one, &keys).await;
+    define_text(&one, &keys, "name", None).await;
+    let secret = one
+        .settings()
+        .create_identity_secret(authed(&keys.sk_live, pb::CreateIdentitySecretRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .secret;
+    let signed = sign(&secret, "u");
+    let identity = ("x-vevee-identity", signed.as_str());
+    let [rest_two, _] = Rest::both(&two);
+    let evil = "https://evil.test";
+    let allowed = "https://app.example.com";
+    // Whether two refuses a public-key write, signed or not, from `origin`.
+    let refused_on_two = |signature: Option<String>, origin: Option<&'static str>| {
+        let two = &two;
+        let key = keys.pk_live.clone();
+        async move {
+            let mut metadata = Vec::new();
+            if let Some(signature) = &signature {
+                metadata.push(("x-vevee-identity", signature.as_str()));
+            }
+            if let Some(origin) = origin {
+                metadata.push(("origin", origin));
+            }
+            set_with(two, &key, "u", &metadata)
+                .await
+                .is_err_and(|e| e.code() == Code::PermissionDenied)
+        }
+    };
+
+    // identity_verification, changed on one: not yet required on two, then required.
+    set_with(&two, &keys.pk_live, "u", &[])
+        .await
+        .expect("verification is off");
+    update_settings(
+        &one,
+        &keys,
+        pb::WorkspaceSettings {
+            identity_verification: pb::IdentityVerification::Required.into(),
+            ..Default::default()
+        },
+        &["identity_verification"],
+    )
+    .await;
+    assert!(
+        eventually(WITHIN, || refused_on_two(None, None)).await,
+        "two requires signatures within the bound"
+    );
+    assert_refused(
+        set_with(&two, &keys.pk_live, "u", &[]).await,
+        Code::PermissionDenied,
+        "identity_verification_failed",
+    );
+
+    // allowed_origins: any origin on two, requests and preflights, then only the list.
+    set_with(&two, &keys.pk_live, "u", &[identity, ("origin", evil)])
+        .await
+        .expect("any origin yet");
+    assert_eq!(
+        preflight_allows(&rest_two, evil).await.as_deref(),
+        Some(evil)
+    );
+    update_settings(
+        &one,
+        &keys,
+        pb::WorkspaceSettings {
+            allowed_origins: vec!["https://*.example.com".into()],
+            ..Default::default()
+        },
+        &["allowed_origins"],
+    )
+    .await;
+    assert!(
+        eventually(WITHIN, || refused_on_two(Some(signed.clone()), Some(evil))).await,
+        "two refuses the origin within the bound"
+    );
+    assert_refused(
+        set_with(&two, &keys.pk_live, "u", &[identity, ("origin", evil)]).await,
+        Code::PermissionDenied,
+        "origin_not_allowed",
+    );
+    assert!(
+        eventually(WITHIN, || async {
+            preflight_allows(&rest_two, evil).await.is_none()
+        })
+        .await,
+        "two's preflights leave the origin out within the bound"
+    );
+    assert_eq!(
+        preflight_allows(&rest_two, allowed).await.as_deref(),
+        Some(allowed)
+    );
+
+    // client_writable, changed on one: writable on two, then not.
+    set_with(&two, &keys.pk_live, "u", &[identity, ("origin", allowed)])
+        .await
+        .expect("signed, from an allowed origin, client-writable");
+    one.definitions()
+        .update_attribute_definition(authed(
+            &keys.sk_live,
+            pb::UpdateAttributeDefinitionRequest {
+                key: "name".into(),
+                config: None,
+                display_name: None,
+                description: None,
+                client_writable: Some(false),
+            },
+        ))
+        .await
+        .expect("no longer client-writable");
+    assert!(
+        eventually(WITHIN, || refused_on_two(
+            Some(signed.clone()),
+            Some(allowed)
+        ))
+        .await,
+        "two refuses public writes of it within the bound"
+    );
+    let refused = assert_refused(
+        set_with(&two, &keys.pk_live, "u", &[identity, ("origin", allowed)]).await,
+        Code::PermissionDenied,
+        "attribute_not_client_writable",
+    );
+    assert_eq!(error_attribute(&refused).as_deref(), Some("name"));
+
+    // The secret key on two: none of the three applies.
+    set_with(&two, &keys.sk_live, "u", &[("origin", evil)])
+        .await
+        .expect("secret keys are unaffected");
+    one.stop().await;
+    two.stop().await;
 }

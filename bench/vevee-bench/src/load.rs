@@ -52,6 +52,10 @@ enum Rpc {
     /// SetAttribute of one of a0..a9 with a new request_id each time, so
     /// every request is recorded for its retries.
     SetAttributeRequestId,
+    /// SetAttribute of one of a0..a9 as a browser writes: with a public key
+    /// (`--key pk_...`) and each person's identity signature in
+    /// `x-vevee-identity`, made from `--identity-secret` before the run.
+    SetAttributeBrowser,
     /// grpc.health.v1.Health/Check: the baseline of the server itself.
     Health,
 }
@@ -64,6 +68,7 @@ impl Rpc {
             Rpc::GetAttributes => "get-attributes",
             Rpc::UpdateIncrement => "update-increment",
             Rpc::SetAttributeRequestId => "set-attribute-request-id",
+            Rpc::SetAttributeBrowser => "set-attribute-browser",
             Rpc::Health => "health",
         }
     }
@@ -71,7 +76,10 @@ impl Rpc {
     /// Attribute values one request writes.
     fn values_written(self) -> u64 {
         match self {
-            Rpc::SetAttribute | Rpc::UpdateIncrement | Rpc::SetAttributeRequestId => 1,
+            Rpc::SetAttribute
+            | Rpc::UpdateIncrement
+            | Rpc::SetAttributeRequestId
+            | Rpc::SetAttributeBrowser => 1,
             Rpc::SetAttributes => ATTRIBUTES as u64,
             Rpc::GetAttributes | Rpc::Health => 0,
         }
@@ -109,6 +117,11 @@ pub(crate) struct LoadArgs {
     /// connections (at most one per connection).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+
+    /// The workspace's identity secret (`identity-secrets create`), which
+    /// signs every person's distinct_id for set-attribute-browser.
+    #[arg(long, env = "VEVEE_IDENTITY_SECRET", hide_env_values = true)]
+    identity_secret: Option<String>,
 
     #[command(flatten)]
     run: RunArgs,
@@ -157,11 +170,34 @@ struct Prebuilt {
     maps: Vec<HashMap<String, Value>>,
     /// The same maps as JSON objects, for REST.
     json_maps: Vec<String>,
+    /// Each person's identity signature (set-attribute-browser), by id.
+    identities: Vec<MetadataValue<Ascii>>,
     ids: Ids,
 }
 
+/// hex(HMAC-SHA256(secret, distinct_id)), as a customer's backend signs a
+/// user for the page.
+fn identity_signature(secret: &str, distinct_id: &str) -> MetadataValue<Ascii> {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac =
+        Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+    mac.update(distinct_id.as_bytes());
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    hex.parse().expect("hex is ASCII")
+}
+
 impl Prebuilt {
-    fn new(rpc: Rpc, key: Option<&str>, ids: Ids) -> Result<Self, String> {
+    fn new(
+        rpc: Rpc,
+        key: Option<&str>,
+        identity_secret: Option<&str>,
+        ids: Ids,
+    ) -> Result<Self, String> {
         let auth = key
             .map(|k| {
                 format!("Bearer {k}")
@@ -172,6 +208,20 @@ impl Prebuilt {
         if auth.is_none() && rpc != Rpc::Health {
             return Err("--key (or VEVEE_KEY) is required for this RPC".into());
         }
+        // Signed before the run, so that the generator's HMACs are not measured.
+        let identities = match (rpc, identity_secret) {
+            (Rpc::SetAttributeBrowser, Some(secret)) => ids
+                .names
+                .iter()
+                .map(|name| identity_signature(secret, name))
+                .collect(),
+            (Rpc::SetAttributeBrowser, None) => {
+                return Err(
+                    "--identity-secret (or VEVEE_IDENTITY_SECRET) is required for this RPC".into(),
+                );
+            }
+            _ => Vec::new(),
+        };
         let attributes: Vec<String> = (0..ATTRIBUTES).map(|i| format!("a{i}")).collect();
         let values = (0..16).map(|i| text(format!("v{i}"))).collect();
         let maps = (0..4)
@@ -200,6 +250,7 @@ impl Prebuilt {
             values,
             maps,
             json_maps,
+            identities,
             ids,
         })
     }
@@ -239,7 +290,7 @@ impl RestClient {
     async fn call(&mut self, p: &Prebuilt, id: usize, n: usize) -> Result<(), (i32, String)> {
         let name = &p.ids.names[id];
         let (method, path, body) = match p.rpc {
-            Rpc::SetAttribute => (
+            Rpc::SetAttribute | Rpc::SetAttributeBrowser => (
                 "POST",
                 "/api/v1/attributes/values".to_owned(),
                 format!(
@@ -288,6 +339,9 @@ impl RestClient {
             .header("content-type", "application/json");
         if let Some(auth) = &p.auth {
             request = request.header("authorization", auth.as_bytes());
+        }
+        if let Some(identity) = p.identities.get(id) {
+            request = request.header("x-vevee-identity", identity.as_bytes());
         }
         let request = request
             .body(Full::new(Bytes::from(body)))
@@ -411,6 +465,19 @@ impl Clients {
                 };
                 self.attributes.set_attribute(p.request(message)).await?;
             }
+            Rpc::SetAttributeBrowser => {
+                let message = SetAttributeRequest {
+                    distinct_id: distinct_id(),
+                    attribute: p.attributes[n % ATTRIBUTES].clone(),
+                    value: Some(p.values[n % p.values.len()].clone()),
+                    ..Default::default()
+                };
+                let mut request = p.request(message);
+                request
+                    .metadata_mut()
+                    .insert("x-vevee-identity", p.identities[id].clone());
+                self.attributes.set_attribute(request).await?;
+            }
             Rpc::GetAttributes => {
                 let message = GetAttributesRequest {
                     distinct_id: distinct_id(),
@@ -482,7 +549,12 @@ pub(crate) fn load(args: LoadArgs) -> AnyResult<()> {
     };
     let threads = args.threads.min(connections);
     let ids = Ids::new(&args.population)?;
-    let prebuilt = Arc::new(Prebuilt::new(args.rpc, args.target.key.as_deref(), ids)?);
+    let prebuilt = Arc::new(Prebuilt::new(
+        args.rpc,
+        args.target.key.as_deref(),
+        args.identity_secret.as_deref(),
+        ids,
+    )?);
     let endpoint = endpoint(&args.target.addr)?;
     let shared = Arc::new(Shared {
         connected: Barrier::new(threads + 1),

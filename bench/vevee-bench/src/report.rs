@@ -293,7 +293,8 @@ pub(crate) fn report(args: ReportArgs) -> AnyResult<()> {
         out.push('\n');
     }
 
-    // Update operations and idempotency keys (issue 13's targets).
+    // Update operations and idempotency keys (issue 13's targets), and
+    // signed public-key writes (issue 16's).
     let writes: Vec<&Json> = results
         .0
         .iter()
@@ -302,7 +303,7 @@ pub(crate) fn report(args: ReportArgs) -> AnyResult<()> {
     if !writes.is_empty() {
         let _ = writeln!(
             out,
-            "### Update operations and request_ids vs SetAttribute\n"
+            "### Update operations, request_ids and browser writes vs SetAttribute\n"
         );
         let _ = writeln!(
             out,
@@ -327,6 +328,7 @@ pub(crate) fn report(args: ReportArgs) -> AnyResult<()> {
             let target = match workload {
                 "update-increment" => "≥ 0.8",
                 "set-attribute-request-id" => "≥ 0.7",
+                "set-attribute-browser" => "≥ 0.9",
                 _ => "-",
             };
             let _ = writeln!(
