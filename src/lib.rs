@@ -23,6 +23,8 @@
 //!   reflection, shuts down gracefully.
 //! - [`database`]: opens and migrates the database for `serve` and the CLI.
 //! - [`config`]: flags and environment variables. [`telemetry`]: logs.
+//! - [`metrics`]: the Prometheus metrics every layer counts with; it
+//!   imports no other module, so any may import it.
 //! - [`proto`]: code generated from `proto/` (quarantined).
 //!
 //! # Where a change goes
@@ -50,6 +52,7 @@ pub mod database;
 pub mod domain;
 pub mod grpc;
 pub mod http;
+pub mod metrics;
 pub mod proto;
 pub mod startup;
 pub mod storage;
