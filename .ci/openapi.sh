@@ -15,7 +15,7 @@ fi
 
 work="$(mktemp -d)"
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-target/debug/vevee-attributes serve --grpc-addr "127.0.0.1:$port" \
+target/debug/vevee-attributes serve --grpc-addr "127.0.0.1:$port" --metrics-addr "" \
   --database-url "sqlite://$work/openapi.db" >"$work/out" 2>"$work/err" &
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT

@@ -23,6 +23,26 @@ impl std::str::FromStr for RateLimit {
     }
 }
 
+/// `--metrics-addr`: an address, or empty for no metrics listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsAddr(pub Option<SocketAddr>);
+
+impl std::str::FromStr for MetricsAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "" => Ok(MetricsAddr(None)),
+            addr => addr.parse().map(|a| MetricsAddr(Some(a))).map_err(|_| {
+                format!(
+                    "{addr:?} is not an IP:PORT address (e.g. 127.0.0.1:9464), \
+                     nor empty (no metrics listener)"
+                )
+            }),
+        }
+    }
+}
+
 /// `--sqlite-synchronous`: the flag's spelling of [`SqliteSynchronous`]
 /// (clap's derive stays in the front doors, off the storage types).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -116,6 +136,11 @@ pub struct ServeArgs {
         default_value = "127.0.0.1:50051"
     )]
     pub grpc_addr: SocketAddr,
+
+    /// Address of the metrics listener (`GET /metrics`, Prometheus text),
+    /// apart from the public one; empty: no metrics listener.
+    #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9464")]
+    pub metrics_addr: MetricsAddr,
 
     /// The database and its pool.
     #[command(flatten)]

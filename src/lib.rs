@@ -24,6 +24,8 @@
 //! - [`database`]: opens and migrates the database for `serve` and the CLI.
 //! - [`config`]: flags and environment variables. [`telemetry`]: logs.
 //! - [`tls`]: the listener's TLS handshakes and certificate reloads.
+//! - [`metrics`]: the Prometheus metrics every layer counts with; it
+//!   imports no other module, so any may import it.
 //! - [`proto`]: code generated from `proto/` (quarantined).
 //!
 //! # Where a change goes
@@ -51,6 +53,7 @@ pub mod database;
 pub mod domain;
 pub mod grpc;
 pub mod http;
+pub mod metrics;
 pub mod proto;
 pub mod startup;
 pub mod storage;

@@ -11,8 +11,9 @@ use crate::{
     app::{self, App},
     config::ServeArgs,
     database::{OpenError, open_store},
-    grpc::{self, Guarded, RpcLayer},
+    grpc::{self, Guarded, RpcLayer, RpcMetrics},
     http,
+    metrics::Metrics,
     proto::{
         self,
         v1::{
@@ -37,6 +38,23 @@ pub enum StartupError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The metrics listener could not be bound.
+    #[error("--metrics-addr {addr}: cannot listen: {source}")]
+    MetricsBind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The metrics address is the public listener's.
+    #[error(
+        "--metrics-addr {0}: must differ from --grpc-addr (metrics are never served on the \
+         public listener); pick another port, or set it empty for no metrics"
+    )]
+    MetricsOnPublicAddr(SocketAddr),
+    /// The gRPC metrics could not read the descriptor set (a build defect).
+    #[error("gRPC metrics: {0}")]
+    Metrics(#[from] prost_reflect::DescriptorError),
     /// The server's event loop failed.
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -67,6 +85,9 @@ pub struct Application {
     listener: TcpListener,
     /// The listener's TLS, when `--tls-cert` is given.
     tls: Option<Tls>,
+    /// `--metrics-addr`'s listener, unless it is empty.
+    metrics_listener: Option<TcpListener>,
+    metrics: Metrics,
     args: ServeArgs,
     /// The backend, for health probes.
     store: Arc<dyn Store>,
@@ -74,9 +95,10 @@ pub struct Application {
 }
 
 impl Application {
-    /// Binds the listener of `args.grpc_addr` (port 0 picks a free port),
-    /// opens and migrates the database, and on an empty database creates a
-    /// first workspace and prints its keys (unless `--no-bootstrap`).
+    /// Binds the listeners of `args.grpc_addr` and `args.metrics_addr`
+    /// (port 0 picks a free port), opens and migrates the database, and on
+    /// an empty database creates a first workspace and prints its keys
+    /// (unless `--no-bootstrap`).
     pub async fn build(args: ServeArgs) -> Result<Self, StartupError> {
         // First, so that a bad file touches neither the port nor the database.
         let tls = TlsFiles::from_flags(args.tls_cert.clone(), args.tls_key.clone())?
@@ -89,7 +111,21 @@ impl Application {
                     addr: args.grpc_addr,
                     source,
                 })?;
+        let metrics_listener = match args.metrics_addr.0 {
+            None => None,
+            Some(addr) if addr.port() != 0 && addr.port() == args.grpc_addr.port() => {
+                return Err(StartupError::MetricsOnPublicAddr(addr));
+            }
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartupError::MetricsBind { addr, source })?,
+            ),
+        };
         let store = open_store(&args.database).await?;
+        let metrics = Metrics::new();
+        let pools = store.clone();
+        metrics.observe_pools(move || pools.pool_usage());
         let sqlite = args.database.database_url.starts_with("sqlite:");
         let writes = storage::Lanes {
             // SQLite has one writer.
@@ -107,7 +143,12 @@ impl Application {
             max_batch: args.max_read_batch,
         });
         let values: Arc<dyn ValueStore> = if writes.max_batch > 1 || reads.is_some() {
-            Arc::new(storage::Coalescing::new(store.clone(), writes, reads))
+            Arc::new(storage::Coalescing::new(
+                store.clone(),
+                writes,
+                reads,
+                &metrics,
+            ))
         } else {
             store.clone()
         };
@@ -116,7 +157,7 @@ impl Application {
             per_person: args.public_key_rate_per_person.0,
             clock: Arc::new(app::SystemClock::new()),
         };
-        let app = App::new(store.clone(), values, args.cache_ttl, limits);
+        let app = App::new(store.clone(), values, args.cache_ttl, limits, &metrics);
         if !args.no_bootstrap {
             bootstrap(&app)
                 .await
@@ -129,6 +170,8 @@ impl Application {
         Ok(Self {
             listener,
             tls,
+            metrics_listener,
+            metrics,
             args,
             store,
             app,
@@ -142,6 +185,14 @@ impl Application {
             .expect("a bound TCP listener has a local address")
     }
 
+    /// The metrics listener's address; `None` with `--metrics-addr ""`.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().map(|l| {
+            l.local_addr()
+                .expect("a bound TCP listener has a local address")
+        })
+    }
+
     /// Serves until `shutdown` resolves, then drains: health turns
     /// NOT_SERVING, new connections are refused, and in-flight RPCs get
     /// `shutdown_grace` to finish before the server is dropped.
@@ -150,6 +201,13 @@ impl Application {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), StartupError> {
         let addr = self.local_addr();
+        // Stopped whichever way this returns; scrapes still work while draining.
+        let _metrics_server = self.metrics_listener.map(|listener| {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "serving metrics at /metrics");
+            }
+            AbortOnDrop(tokio::spawn(serve_metrics(listener, self.metrics.clone())))
+        });
         let args = self.args;
         let (health, health_service) = tonic_health::server::health_reporter();
         set_all(&health, ServingStatus::Serving).await;
@@ -195,9 +253,13 @@ impl Application {
             .http2_keepalive_interval(Some(args.http2_keepalive_interval))
             .http2_keepalive_timeout(Some(args.http2_keepalive_timeout))
             .layer(cors)
-            .layer(http::transcode_layer(limit)?)
+            .layer(http::transcode_layer(limit, &self.metrics)?)
             .layer(tonic_web::GrpcWebLayer::new())
-            .layer(RpcLayer::new(args.concurrency_limit, args.request_timeout))
+            .layer(RpcLayer::new(
+                args.concurrency_limit,
+                args.request_timeout,
+                RpcMetrics::new(&self.metrics)?,
+            ))
             .add_service(Guarded::new(attributes, app.clone()))
             .add_service(Guarded::new(definitions, app.clone()))
             .add_service(Guarded::new(settings, app))
@@ -228,6 +290,80 @@ impl Application {
         let _ = stop_tx.send(());
         drain(server, args.shutdown_grace).await
     }
+}
+
+/// A task that ends when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Serves `GET /metrics` on its own listener until aborted; anything else
+/// is 404 (405 for another method on `/metrics`). HTTP/1.1 only: it is what
+/// Prometheus speaks to a target.
+async fn serve_metrics(listener: TcpListener, metrics: Metrics) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors and the like: pause, don't spin.
+                tracing::warn!(error = %e, "metrics listener: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let response = metrics_response(&metrics, &request);
+                async move { Ok::<_, std::convert::Infallible>(response) }
+            });
+            // A scraper that hangs up mid-answer is no error of the server's.
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// The answer of the metrics listener to `request`.
+fn metrics_response<B>(
+    metrics: &Metrics,
+    request: &::http::Request<B>,
+) -> ::http::Response<http_body_util::Full<bytes::Bytes>> {
+    use ::http::{Method, StatusCode, header};
+    let (status, content_type, body) = match (request.method(), request.uri().path()) {
+        (&Method::GET, "/metrics") => (
+            StatusCode::OK,
+            crate::metrics::CONTENT_TYPE,
+            bytes::Bytes::from(metrics.encode()),
+        ),
+        (_, "/metrics") => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            bytes::Bytes::from_static(b"GET /metrics only\n"),
+        ),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            bytes::Bytes::from_static(b"metrics are at /metrics\n"),
+        ),
+    };
+    let mut response = ::http::Response::new(http_body_util::Full::new(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        ::http::HeaderValue::from_static(content_type),
+    );
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        response
+            .headers_mut()
+            .insert(header::ALLOW, ::http::HeaderValue::from_static("GET"));
+    }
+    response
 }
 
 /// Waits for the server to finish its in-flight RPCs, at most `grace`: an

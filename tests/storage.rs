@@ -1202,7 +1202,12 @@ const LANES: Lanes = Lanes {
 async fn coalesced_concurrent_writes_all_persist_with_their_own_results(db: &TestDb) {
     let raw = db.store().await;
     let ws = workspace_with(&raw, &["n"]).await;
-    let store: Arc<dyn ValueStore> = Arc::new(Coalescing::new(raw.clone(), LANES, Some(LANES)));
+    let store: Arc<dyn ValueStore> = Arc::new(Coalescing::new(
+        raw.clone(),
+        LANES,
+        Some(LANES),
+        &vevee_attributes::metrics::Metrics::new(),
+    ));
     let mut tasks = JoinSet::new();
     for i in 0..200 {
         let store = store.clone();

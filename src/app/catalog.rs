@@ -19,6 +19,7 @@ use std::{
 use super::{Error, Principal, definitions::from_record};
 use crate::{
     domain::{AttributeDefinition, AttributeKey, KeyKind, WorkspaceId},
+    metrics::{CacheCounters, Metrics},
     storage::{AdminStore, Settings},
 };
 
@@ -36,13 +37,15 @@ const MAX_ENTRIES: usize = 100_000;
 struct TtlCache<K, V> {
     entries: quick_cache::sync::Cache<K, (V, Instant)>,
     ttl: Duration,
+    counted: CacheCounters,
 }
 
 impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
-    fn new(ttl: Duration) -> Self {
+    fn new(ttl: Duration, counted: CacheCounters) -> Self {
         Self {
             entries: quick_cache::sync::Cache::new(MAX_ENTRIES),
             ttl,
+            counted,
         }
     }
 
@@ -54,13 +57,19 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
     {
         if let Some((value, at)) = self.entries.get(key) {
             if at.elapsed() < self.ttl {
+                self.counted.hit();
                 return Ok(value);
             }
             self.entries.remove(key);
         }
         match self.entries.get_value_or_guard_async(key).await {
-            Ok((value, _)) => Ok(value),
+            // Another caller's load, shared: no database call of its own.
+            Ok((value, _)) => {
+                self.counted.hit();
+                Ok(value)
+            }
             Err(guard) => {
+                self.counted.miss();
                 let value = load().await?;
                 let _ = guard.insert((value.clone(), Instant::now()));
                 Ok(value)
@@ -96,15 +105,16 @@ struct Caches {
 }
 
 impl Catalog {
-    /// Empty caches over `store` whose entries live at most `ttl`.
-    pub(crate) fn new(store: Arc<dyn AdminStore>, ttl: Duration) -> Self {
+    /// Empty caches over `store` whose entries live at most `ttl`, counting
+    /// hits and misses in `metrics`.
+    pub(crate) fn new(store: Arc<dyn AdminStore>, ttl: Duration, metrics: &Metrics) -> Self {
         Self {
             inner: Arc::new(Caches {
                 store,
-                keys: TtlCache::new(ttl),
-                settings: TtlCache::new(ttl),
-                identity_secrets: TtlCache::new(ttl),
-                definitions: TtlCache::new(ttl),
+                keys: TtlCache::new(ttl, metrics.cache("keys")),
+                settings: TtlCache::new(ttl, metrics.cache("settings")),
+                identity_secrets: TtlCache::new(ttl, metrics.cache("identity_secrets")),
+                definitions: TtlCache::new(ttl, metrics.cache("definitions")),
             }),
         }
     }
@@ -203,6 +213,11 @@ mod tests {
     };
 
     use super::TtlCache;
+    use crate::metrics::{CacheCounters, Metrics};
+
+    fn counters() -> CacheCounters {
+        Metrics::new().cache("test")
+    }
 
     /// A loader that counts its calls and answers `value` after a short wait.
     async fn load(calls: &AtomicUsize, value: u32) -> Result<u32, String> {
@@ -213,7 +228,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_entry_is_served_until_its_ttl_then_loaded_again() {
-        let cache = TtlCache::new(Duration::from_millis(100));
+        let cache = TtlCache::new(Duration::from_millis(100), counters());
         let calls = AtomicUsize::new(0);
         assert_eq!(cache.get_or_load(&1, || load(&calls, 10)).await, Ok(10));
         assert_eq!(cache.get_or_load(&1, || load(&calls, 11)).await, Ok(10));
@@ -227,7 +242,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_misses_of_one_key_share_one_load() {
-        let cache = Arc::new(TtlCache::new(Duration::from_secs(60)));
+        let cache = Arc::new(TtlCache::new(Duration::from_secs(60), counters()));
         let calls = Arc::new(AtomicUsize::new(0));
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..20 {
@@ -242,7 +257,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_load_keeps_nothing() {
-        let cache: TtlCache<u32, u32> = TtlCache::new(Duration::from_secs(60));
+        let cache: TtlCache<u32, u32> = TtlCache::new(Duration::from_secs(60), counters());
         let failed = cache
             .get_or_load(&1, || async { Err::<u32, _>("down".to_owned()) })
             .await;

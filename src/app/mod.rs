@@ -49,6 +49,7 @@ pub use workspaces::{IssuedKey, create_workspace};
 use self::{catalog::Catalog, rate_limit::Limiter};
 use crate::{
     domain::SharedPreflightOrigins,
+    metrics::Metrics,
     storage::{AdminStore, ValueStore},
 };
 
@@ -105,24 +106,33 @@ impl PublicKeyLimits {
 impl App {
     /// The use cases over `admin` and `values` (usually one backend, the
     /// values half wrapped for group commit), caching keys, settings and
-    /// definitions for at most `cache_ttl`, limiting public keys by `limits`.
+    /// definitions for at most `cache_ttl`, limiting public keys by `limits`,
+    /// counting cache hits and refusals in `metrics`.
     pub fn new(
         admin: Arc<dyn AdminStore>,
         values: Arc<dyn ValueStore>,
         cache_ttl: Duration,
         limits: PublicKeyLimits,
+        metrics: &Metrics,
     ) -> Self {
-        let catalog = Catalog::new(admin.clone(), cache_ttl);
-        let limiter = |rate: Option<Rate>| {
-            rate.map(|rate| Limiter::new(rate, MAX_BUCKETS, limits.clock.clone()))
+        let catalog = Catalog::new(admin.clone(), cache_ttl, metrics);
+        let limiter = |rate: Option<Rate>, name| {
+            rate.map(|rate| {
+                Limiter::new(
+                    rate,
+                    MAX_BUCKETS,
+                    limits.clock.clone(),
+                    metrics.rate_limit(name),
+                )
+            })
         };
         Self {
             inner: Arc::new(Inner {
                 admin,
                 values,
                 catalog,
-                per_key: limiter(limits.per_key),
-                per_person: limiter(limits.per_person),
+                per_key: limiter(limits.per_key, "per_key"),
+                per_person: limiter(limits.per_person, "per_person"),
                 preflight_origins: SharedPreflightOrigins::default(),
             }),
         }

@@ -14,6 +14,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::metrics::Tally;
+
 /// A limit: `per_second` tokens a second, at most `burst` at once.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rate {
@@ -123,17 +125,20 @@ pub(crate) struct Limiter {
     per_shard: usize,
     hasher: RandomState,
     clock: Arc<dyn Clock>,
+    refused: Tally,
 }
 
 impl Limiter {
-    /// Buckets of `rate`, at most about `capacity` of them, timed by `clock`.
-    pub(crate) fn new(rate: Rate, capacity: usize, clock: Arc<dyn Clock>) -> Self {
+    /// Buckets of `rate`, at most about `capacity` of them, timed by
+    /// `clock`; each refusal adds one to `refused`.
+    pub(crate) fn new(rate: Rate, capacity: usize, clock: Arc<dyn Clock>, refused: Tally) -> Self {
         Self {
             rate,
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             per_shard: capacity.div_ceil(SHARDS).max(2),
             hasher: RandomState::new(),
             clock,
+            refused,
         }
     }
 
@@ -161,6 +166,7 @@ impl Limiter {
             bucket.tokens -= 1.0;
             Ok(())
         } else {
+            self.refused.inc();
             Err(Duration::from_secs_f64(
                 (1.0 - bucket.tokens) / rate.per_second,
             ))
@@ -221,7 +227,15 @@ mod tests {
     fn limiter(rate: &str, capacity: usize) -> (Limiter, Arc<ManualClock>) {
         let clock = Arc::new(ManualClock::default());
         let rate = rate.parse().unwrap();
-        (Limiter::new(rate, capacity, clock.clone()), clock)
+        (
+            Limiter::new(
+                rate,
+                capacity,
+                clock.clone(),
+                crate::metrics::Metrics::new().rate_limit("test"),
+            ),
+            clock,
+        )
     }
 
     #[test]

@@ -470,6 +470,7 @@ impl Session {
                 store,
                 std::time::Duration::ZERO,
                 app::PublicKeyLimits::off(),
+                &crate::metrics::Metrics::new(),
             ),
             json: common.json,
         })

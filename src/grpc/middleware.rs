@@ -1,8 +1,10 @@
 //! The tower layer in front of every RPC: one tracing span per call (method,
-//! gRPC status code, latency), a server-wide concurrency limit and a
-//! per-request timeout, each answered with a gRPC status a client can act on.
+//! gRPC status code, latency), the `grpc_server_*` metrics, a server-wide
+//! concurrency limit and a per-request timeout, each answered with a gRPC
+//! status a client can act on.
 
 use std::{
+    collections::HashMap,
     sync::Arc,
     task::{Context, Poll},
     time::{Duration, Instant},
@@ -16,6 +18,64 @@ use tonic::{
 use tower::{Layer, Service};
 use tracing::{Instrument, field::Empty};
 
+use crate::metrics::{GrpcMethod, Metrics};
+
+/// Marks a call the REST face made (an extension of the request): it is
+/// counted once, in `http_server_*`, not again as gRPC.
+#[derive(Debug, Clone, Copy)]
+pub struct FromRest;
+
+/// The `grpc_server_*` handles of every method the server serves, resolved
+/// once, so that a call pays a map lookup and atomic adds.
+#[derive(Clone)]
+pub struct RpcMetrics {
+    methods: Arc<HashMap<String, Arc<GrpcMethod>>>,
+    /// Paths no service serves; a client's made-up path never becomes a label.
+    unknown: Arc<GrpcMethod>,
+}
+
+impl RpcMetrics {
+    /// The handles of the API's methods (from the build's descriptor set),
+    /// health's and reflection's.
+    pub fn new(metrics: &Metrics) -> Result<Self, prost_reflect::DescriptorError> {
+        let pool = prost_reflect::DescriptorPool::decode(crate::proto::FILE_DESCRIPTOR_SET)?;
+        let mut methods = HashMap::new();
+        let mut add = |kind, service: &str, method: &str| {
+            methods.insert(
+                format!("/{service}/{method}"),
+                Arc::new(metrics.grpc_method(kind, service, method)),
+            );
+        };
+        for service in pool.services() {
+            for method in service.methods() {
+                let kind = match (method.is_client_streaming(), method.is_server_streaming()) {
+                    (false, false) => "unary",
+                    (false, true) => "server_stream",
+                    (true, false) => "client_stream",
+                    (true, true) => "bidi_stream",
+                };
+                add(kind, service.full_name(), method.name());
+            }
+        }
+        add("unary", "grpc.health.v1.Health", "Check");
+        add("server_stream", "grpc.health.v1.Health", "Watch");
+        for reflection in [
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+        ] {
+            add("bidi_stream", reflection, "ServerReflectionInfo");
+        }
+        Ok(Self {
+            methods: Arc::new(methods),
+            unknown: Arc::new(metrics.grpc_method("unary", "unknown", "unknown")),
+        })
+    }
+
+    fn method(&self, path: &str) -> Arc<GrpcMethod> {
+        self.methods.get(path).unwrap_or(&self.unknown).clone()
+    }
+}
+
 /// Configures [`RpcService`] around each routed service.
 #[derive(Clone)]
 pub struct RpcLayer {
@@ -23,14 +83,17 @@ pub struct RpcLayer {
     /// tonic's `concurrency_limit_per_connection`.
     permits: Arc<tokio::sync::Semaphore>,
     timeout: Duration,
+    metrics: RpcMetrics,
 }
 
 impl RpcLayer {
-    /// At most `concurrency_limit` RPCs in flight, each given `timeout` to answer.
-    pub fn new(concurrency_limit: usize, timeout: Duration) -> Self {
+    /// At most `concurrency_limit` RPCs in flight, each given `timeout` to
+    /// answer, each counted in `metrics`.
+    pub fn new(concurrency_limit: usize, timeout: Duration, metrics: RpcMetrics) -> Self {
         Self {
             permits: Arc::new(tokio::sync::Semaphore::new(concurrency_limit)),
             timeout,
+            metrics,
         }
     }
 }
@@ -43,6 +106,7 @@ impl<S> Layer<S> for RpcLayer {
             inner,
             permits: self.permits.clone(),
             timeout: self.timeout,
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -53,6 +117,7 @@ pub struct RpcService<S> {
     inner: S,
     permits: Arc<tokio::sync::Semaphore>,
     timeout: Duration,
+    metrics: RpcMetrics,
 }
 
 impl<S> Service<http::Request<Body>> for RpcService<S>
@@ -82,9 +147,14 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let timeout = self.timeout;
+        let observed = (request.extensions().get::<FromRest>().is_none())
+            .then(|| self.metrics.method(request.uri().path()));
         Box::pin(
             async move {
                 let started = Instant::now();
+                if let Some(method) = &observed {
+                    method.started();
+                }
                 let response = match permit {
                     Err(_) => Ok(Status::resource_exhausted(
                         "the server is at its concurrency limit; retry with backoff",
@@ -100,7 +170,12 @@ where
                 };
                 let response = response.map(oversized_as_resource_exhausted);
                 if let Ok(response) = &response {
-                    record_outcome(response, started.elapsed());
+                    let code = grpc_code(response).unwrap_or(Code::Ok);
+                    let took = started.elapsed();
+                    if let Some(method) = &observed {
+                        method.handled(code as i32, took);
+                    }
+                    record_outcome(code, took);
                 }
                 response
             }
@@ -146,8 +221,7 @@ fn grpc_code(response: &http::Response<Body>) -> Option<Code> {
 /// Records the status code on the current span and logs the call. Errors of
 /// unary RPCs are always in the headers (a trailers-only response); a
 /// response without `grpc-status` there is a success or an open stream.
-fn record_outcome(response: &http::Response<Body>, elapsed: Duration) {
-    let code = grpc_code(response).unwrap_or(Code::Ok);
+fn record_outcome(code: Code, elapsed: Duration) {
     // Recording formats the fields into the span (a few allocations): on
     // the hot path of a busy server, only when the line will be written.
     if code == Code::Ok && !tracing::enabled!(tracing::Level::DEBUG) {
@@ -175,7 +249,16 @@ mod tests {
     use tonic::{Code, Status, body::Body, codegen::http};
     use tower::{Layer, Service, ServiceExt};
 
-    use super::RpcLayer;
+    use super::{RpcLayer, RpcMetrics};
+    use crate::metrics::Metrics;
+
+    fn layer(limit: usize, timeout: Duration) -> RpcLayer {
+        RpcLayer::new(
+            limit,
+            timeout,
+            RpcMetrics::new(&Metrics::new()).expect("the build's descriptors"),
+        )
+    }
 
     /// An inner service that answers OK after `delay`.
     fn slow(
@@ -206,7 +289,7 @@ mod tests {
 
     #[tokio::test]
     async fn calls_over_the_concurrency_limit_get_resource_exhausted_and_later_ones_pass() {
-        let svc = RpcLayer::new(1, Duration::from_secs(5)).layer(slow(Duration::from_millis(200)));
+        let svc = layer(1, Duration::from_secs(5)).layer(slow(Duration::from_millis(200)));
         let first = tokio::spawn(svc.clone().oneshot(request()));
         tokio::time::sleep(Duration::from_millis(50)).await;
         let refused = svc.clone().oneshot(request()).await.unwrap();
@@ -218,7 +301,7 @@ mod tests {
 
     #[tokio::test]
     async fn calls_past_the_timeout_get_deadline_exceeded() {
-        let svc = RpcLayer::new(8, Duration::from_millis(50)).layer(slow(Duration::from_secs(5)));
+        let svc = layer(8, Duration::from_millis(50)).layer(slow(Duration::from_secs(5)));
         let response = svc.oneshot(request()).await.unwrap();
         assert_eq!(code_of(&response), Code::DeadlineExceeded);
     }
@@ -233,7 +316,7 @@ mod tests {
                 .into_http(),
             )
         });
-        let svc = RpcLayer::new(8, Duration::from_secs(5)).layer(inner);
+        let svc = layer(8, Duration::from_secs(5)).layer(inner);
         let response = svc.oneshot(request()).await.unwrap();
         assert_eq!(code_of(&response), Code::ResourceExhausted);
     }

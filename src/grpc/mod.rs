@@ -15,5 +15,5 @@ pub use attributes::Attributes;
 pub use auth::Guarded;
 pub use definitions::Definitions;
 pub use error::{ERROR_DOMAIN, code};
-pub use middleware::{RpcLayer, RpcService};
+pub use middleware::{FromRest, RpcLayer, RpcMetrics, RpcService};
 pub use settings::WorkspaceSettings;

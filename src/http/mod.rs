@@ -57,7 +57,10 @@ impl Descriptors {
 }
 
 /// The transcoding layer of the API's annotated routes; REST bodies over
-/// `max_request_bytes` get 413.
-pub fn transcode_layer(max_request_bytes: usize) -> Result<TranscodeLayer, Error> {
-    TranscodeLayer::new(&Descriptors::load()?, max_request_bytes)
+/// `max_request_bytes` get 413; requests are counted in `metrics`.
+pub fn transcode_layer(
+    max_request_bytes: usize,
+    metrics: &crate::metrics::Metrics,
+) -> Result<TranscodeLayer, Error> {
+    TranscodeLayer::new(&Descriptors::load()?, max_request_bytes, metrics)
 }

@@ -2,6 +2,8 @@
 //! descriptor set (never a second table), and the matching of a request path
 //! against their templates.
 
+use std::sync::Arc;
+
 use http::{Method, Uri};
 use prost_reflect::{DescriptorPool, MessageDescriptor, MethodDescriptor, ReflectMessage, Value};
 
@@ -154,6 +156,8 @@ pub(crate) struct Route {
     pub(crate) method: Method,
     /// The path template.
     pub(crate) template: Template,
+    /// The template as written in the annotation: the `route` label.
+    pub(crate) path: Arc<str>,
     /// Where the body goes.
     pub(crate) body: BodyTarget,
     /// The gRPC method.
@@ -305,7 +309,8 @@ fn route_of(
         "delete" => Method::DELETE,
         _ => Method::PATCH,
     };
-    let template = Template::parse(&text(verb))?;
+    let path: Arc<str> = text(verb).into();
+    let template = Template::parse(&path)?;
     let body = match text("body").as_str() {
         "" => BodyTarget::None,
         "*" => BodyTarget::Whole,
@@ -319,6 +324,7 @@ fn route_of(
     Ok(Some(Route {
         method,
         template,
+        path,
         body,
         grpc_path,
         grpc_uri,

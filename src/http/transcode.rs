@@ -7,6 +7,7 @@
 use std::{
     sync::Arc,
     task::{Context, Poll},
+    time::Instant,
 };
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -24,7 +25,10 @@ use super::{
     routes::{Match, RouteTable},
     status,
 };
-use crate::grpc::ERROR_DOMAIN;
+use crate::{
+    grpc::{ERROR_DOMAIN, FromRest},
+    metrics::Metrics,
+};
 
 /// What every connection's transcoder shares, built once at start-up.
 struct Shared {
@@ -32,6 +36,13 @@ struct Shared {
     rpc_status: MessageDescriptor,
     openapi: Bytes,
     max_request_bytes: usize,
+    metrics: Metrics,
+    /// The `route` labels of the fixed paths, and of a path no route
+    /// matches (the concrete path is never a label).
+    healthz: Arc<str>,
+    readyz: Arc<str>,
+    openapi_route: Arc<str>,
+    unmatched: Arc<str>,
 }
 
 /// Puts [`Transcoder`] in front of the gRPC services.
@@ -42,10 +53,12 @@ pub struct TranscodeLayer {
 
 impl TranscodeLayer {
     /// Reads the routes from the descriptor set; a REST body over
-    /// `max_request_bytes` is refused with 413, as gRPC's are.
+    /// `max_request_bytes` is refused with 413, as gRPC's are. Every
+    /// request is counted in `metrics` (`http_server_*`).
     pub(crate) fn new(
         descriptors: &Descriptors,
         max_request_bytes: usize,
+        metrics: &Metrics,
     ) -> Result<Self, super::Error> {
         let routes = RouteTable::from_pool(&descriptors.pool, &crate::proto::SERVICE_NAMES)?;
         let openapi = super::openapi::document(&descriptors.pool, &routes);
@@ -55,6 +68,11 @@ impl TranscodeLayer {
                 rpc_status: descriptors.rpc_status.clone(),
                 openapi: Bytes::from(serde_json::to_vec_pretty(&openapi)?),
                 max_request_bytes,
+                metrics: metrics.clone(),
+                healthz: "/healthz".into(),
+                readyz: "/readyz".into(),
+                openapi_route: OPENAPI_PATH.into(),
+                unmatched: "unmatched".into(),
             }),
         })
     }
@@ -100,7 +118,33 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let shared = self.shared.clone();
-        Box::pin(async move { Ok(rest(&shared, inner, request).await) })
+        Box::pin(async move {
+            let started = Instant::now();
+            let method = method_label(request.method());
+            let mut route = None;
+            let response = rest(&shared, inner, request, &mut route).await;
+            let route = route.unwrap_or_else(|| shared.unmatched.clone());
+            let status = response.status().as_u16();
+            shared
+                .metrics
+                .http_request(&route, method, status, started.elapsed());
+            Ok(response)
+        })
+    }
+}
+
+/// The `method` label: the standard methods' names, `other` for the rest
+/// (a client's made-up method never becomes a label).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
     }
 }
 
@@ -112,8 +156,14 @@ fn is_grpc(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
-/// Answers one REST request.
-async fn rest<S>(shared: &Shared, inner: S, request: Request<Body>) -> Response<Body>
+/// Answers one REST request, setting `matched` to the `route` label of
+/// the path when it has one.
+async fn rest<S>(
+    shared: &Shared,
+    inner: S,
+    request: Request<Body>,
+    matched: &mut Option<Arc<str>>,
+) -> Response<Body>
 where
     S: Service<Request<Body>, Response = Response<Body>> + Send,
     S::Future: Send,
@@ -121,6 +171,12 @@ where
 {
     let (parts, body) = request.into_parts();
     let get = parts.method == Method::GET;
+    *matched = match parts.uri.path() {
+        "/healthz" => Some(shared.healthz.clone()),
+        "/readyz" => Some(shared.readyz.clone()),
+        OPENAPI_PATH => Some(shared.openapi_route.clone()),
+        _ => None,
+    };
     match parts.uri.path() {
         "/healthz" if get => return health_response(true),
         "/readyz" if get => return ready(inner, parts).await,
@@ -140,6 +196,7 @@ where
         }
         Match::WrongMethod(allowed) => return method_not_allowed(shared, &allowed),
         Match::Found(route, variables) => {
+            *matched = Some(route.path.clone());
             let bytes = match Limited::new(body, shared.max_request_bytes).collect().await {
                 Ok(collected) => collected.to_bytes(),
                 Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
@@ -256,6 +313,7 @@ where
     );
     headers.insert(header::TE, HeaderValue::from_static("trailers"));
     *request.extensions_mut() = parts.extensions;
+    request.extensions_mut().insert(FromRest);
 
     let response = inner
         .call(request)

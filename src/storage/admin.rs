@@ -83,6 +83,10 @@ macro_rules! sql_admin_store {
                     .await
                 }
 
+                fn pool_usage(&self) -> Vec<$crate::metrics::PoolUsage> {
+                    Self::pools(self)
+                }
+
                 #[instrument(level = "debug", skip_all)]
                 async fn create_workspace(&self, name: &str) -> Result<Workspace> {
                     let writer = self.$writer.clone();

@@ -2,7 +2,7 @@
 //! together in the next one, so a busy server pays one round trip and one
 //! durable flush for many writes instead of one each.
 
-use std::{future::Future, sync::Arc};
+use std::{future::Future, sync::Arc, time::Instant};
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -10,6 +10,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::{
     domain::{Mode, WorkspaceId},
+    metrics::{Batches, Metrics},
     storage::{
         Cleared, Error, ListedPerson, PersonRead, PersonUpdate, PersonValues, PersonWrite,
         PersonsQuery, Receipt, RecordedRequest, Result, Updated, ValueStore,
@@ -68,15 +69,25 @@ pub struct Coalescing {
 
 impl Coalescing {
     /// Coalesces the writes of `inner`, and its reads too when `reads` is
-    /// given. Must be called inside a tokio runtime.
-    pub fn new(inner: Arc<dyn ValueStore>, writes: Lanes, reads: Option<Lanes>) -> Self {
-        let store = inner.clone();
-        let updates = lane(writes, move |batch| update(store.clone(), batch));
-        let store = inner.clone();
-        let writes = lane(writes, move |batch| commit(store.clone(), batch));
+    /// given, recording each batch's size and time in `metrics`. Must be
+    /// called inside a tokio runtime.
+    pub fn new(
+        inner: Arc<dyn ValueStore>,
+        writes: Lanes,
+        reads: Option<Lanes>,
+        metrics: &Metrics,
+    ) -> Self {
+        let (store, seen) = (inner.clone(), metrics.batches("update"));
+        let updates = lane(writes, move |batch| {
+            update(store.clone(), batch, seen.clone())
+        });
+        let (store, seen) = (inner.clone(), metrics.batches("write"));
+        let writes = lane(writes, move |batch| {
+            commit(store.clone(), batch, seen.clone())
+        });
         let reads = reads.map(|lanes| {
-            let store = inner.clone();
-            lane(lanes, move |batch| read(store.clone(), batch))
+            let (store, seen) = (inner.clone(), metrics.batches("read"));
+            lane(lanes, move |batch| read(store.clone(), batch, seen.clone()))
         });
         Self {
             inner,
@@ -134,20 +145,29 @@ where
     }
 }
 
-async fn commit(store: Arc<dyn ValueStore>, batch: Vec<WriteJob>) {
+async fn commit(store: Arc<dyn ValueStore>, batch: Vec<WriteJob>, seen: Batches) {
     let (writes, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|j| (j.write, j.reply)).unzip();
-    answer(replies, store.write_batch(writes).await, |r| r);
+    let (size, started) = (writes.len(), Instant::now());
+    let outcome = store.write_batch(writes).await;
+    seen.observe(size, started.elapsed());
+    answer(replies, outcome, |r| r);
 }
 
-async fn update(store: Arc<dyn ValueStore>, batch: Vec<UpdateJob>) {
+async fn update(store: Arc<dyn ValueStore>, batch: Vec<UpdateJob>, seen: Batches) {
     let (updates, replies): (Vec<_>, Vec<_>) =
         batch.into_iter().map(|j| (j.update, j.reply)).unzip();
-    answer(replies, store.update_batch(updates).await, |r| r);
+    let (size, started) = (updates.len(), Instant::now());
+    let outcome = store.update_batch(updates).await;
+    seen.observe(size, started.elapsed());
+    answer(replies, outcome, |r| r);
 }
 
-async fn read(store: Arc<dyn ValueStore>, batch: Vec<ReadJob>) {
+async fn read(store: Arc<dyn ValueStore>, batch: Vec<ReadJob>, seen: Batches) {
     let (reads, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|j| (j.read, j.reply)).unzip();
-    answer(replies, store.read_batch(reads).await, Ok);
+    let (size, started) = (reads.len(), Instant::now());
+    let outcome = store.read_batch(reads).await;
+    seen.observe(size, started.elapsed());
+    answer(replies, outcome, Ok);
 }
 
 /// Sends each job its own answer, or each a copy of the batch's error.

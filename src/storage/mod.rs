@@ -377,6 +377,7 @@ pub enum Error {
 
 impl From<sqlx::Error> for Error {
     fn from(err: sqlx::Error) -> Self {
+        crate::metrics::database_error(error_kind(&err));
         let outage = match &err {
             sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
@@ -393,6 +394,39 @@ impl From<sqlx::Error> for Error {
         } else {
             Error::Unexpected(err.into())
         }
+    }
+}
+
+/// The usage of one pool, labelled `name`.
+fn pool_usage<DB: sqlx::Database>(
+    name: &'static str,
+    pool: &sqlx::Pool<DB>,
+) -> crate::metrics::PoolUsage {
+    crate::metrics::PoolUsage {
+        pool: name,
+        size: pool.size(),
+        idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+        max: pool.options().get_max_connections(),
+    }
+}
+
+/// The `kind` label of a database error: a fixed name, never its message.
+fn error_kind(err: &sqlx::Error) -> &'static str {
+    match err {
+        sqlx::Error::PoolTimedOut => "pool_timeout",
+        sqlx::Error::PoolClosed => "pool_closed",
+        sqlx::Error::Io(_) => "io",
+        sqlx::Error::Tls(_) => "tls",
+        sqlx::Error::WorkerCrashed => "worker_crashed",
+        sqlx::Error::Protocol(_) => "protocol",
+        sqlx::Error::Decode(_) | sqlx::Error::ColumnDecode { .. } => "decode",
+        sqlx::Error::Database(db)
+            if postgres::is_outage(db.as_ref()) || sqlite::is_outage(db.as_ref()) =>
+        {
+            "database_unavailable"
+        }
+        sqlx::Error::Database(_) => "database",
+        _ => "other",
     }
 }
 
@@ -493,6 +527,9 @@ pub trait AdminStore: Send + Sync + 'static {
 
     /// A cheap round trip (`SELECT 1`) for health checks.
     async fn ping(&self) -> Result<()>;
+
+    /// The connection pools' usage now (no database call), for metrics.
+    fn pool_usage(&self) -> Vec<crate::metrics::PoolUsage>;
 
     /// Creates a workspace with default settings.
     async fn create_workspace(&self, name: &str) -> Result<Workspace>;

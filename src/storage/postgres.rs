@@ -50,6 +50,11 @@ pub(crate) struct PgStore {
 const KNOWN_PERSONS: usize = 200_000;
 
 impl PgStore {
+    /// The pool's usage; connections held between uses count as in use.
+    fn pools(&self) -> Vec<crate::metrics::PoolUsage> {
+        vec![super::pool_usage("main", &self.pool)]
+    }
+
     /// Opens the pool and one connection to prove the database is there.
     pub(crate) async fn connect(url: &str, opts: &StoreOptions) -> Result<Self> {
         let connect_options = tls_options(

@@ -52,6 +52,14 @@ const UPSERT_VALUE: &str = "INSERT INTO attribute_values \
                    etag = excluded.etag";
 
 impl SqliteStore {
+    /// Both pools' usage.
+    fn pools(&self) -> Vec<crate::metrics::PoolUsage> {
+        vec![
+            super::pool_usage("reader", &self.reader),
+            super::pool_usage("writer", &self.writer),
+        ]
+    }
+
     /// Opens (creating if needed) the database file and both pools.
     pub(crate) async fn connect(url: &str, opts: &StoreOptions) -> Result<Self> {
         let options = SqliteConnectOptions::from_str(url)

@@ -207,7 +207,7 @@ fn an_unparsable_grpc_addr_exits_non_zero_with_one_line_naming_the_flag() {
 fn a_port_in_use_exits_non_zero_with_one_line_naming_the_flag() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let (ok, stderr) = run_binary(&["serve", "--grpc-addr", &addr]);
+    let (ok, stderr) = run_binary(&["serve", "--grpc-addr", &addr, "--metrics-addr", ""]);
     assert!(!ok);
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("--grpc-addr"), "{stderr}");
@@ -244,6 +244,8 @@ fn an_unreachable_database_is_retried_for_the_bound_then_exits_with_one_line() {
         "serve",
         "--grpc-addr",
         "127.0.0.1:0",
+        "--metrics-addr",
+        "",
         "--database-url",
         "postgres://postgres:secret@127.0.0.1:1/nowhere",
         "--db-connect-retry",
@@ -266,6 +268,8 @@ fn a_database_url_of_an_unknown_scheme_exits_with_one_line() {
         "serve",
         "--grpc-addr",
         "127.0.0.1:0",
+        "--metrics-addr",
+        "",
         "--database-url",
         "mysql://localhost/db",
     ]);

@@ -38,6 +38,8 @@ pub(crate) struct TestApp {
     pub(crate) channel: Channel,
     /// The listener's address (gRPC, gRPC-Web and REST).
     pub(crate) addr: SocketAddr,
+    /// The metrics listener's address.
+    pub(crate) metrics_addr: Option<SocketAddr>,
     /// The server's database, for setting up and checking rows.
     pub(crate) store: Arc<dyn Store>,
     stop: Option<oneshot::Sender<()>>,
@@ -103,7 +105,7 @@ pub(crate) struct Keys {
 }
 
 /// Starts a server on a free port over the database at `url` (no bootstrap
-/// workspace), with `extra` flags.
+/// workspace, metrics on a free port of their own), with `extra` flags.
 pub(crate) async fn spawn_app(url: &str, extra: &[&str]) -> TestApp {
     spawn_app_over(url, extra, None).await
 }
@@ -123,11 +125,16 @@ pub(crate) async fn spawn_app_over(
         url,
         "--no-bootstrap",
     ];
+    // Tests run servers side by side: no fixed metrics port, unless asked.
+    if !extra.contains(&"--metrics-addr") {
+        argv.extend_from_slice(&["--metrics-addr", "127.0.0.1:0"]);
+    }
     argv.extend_from_slice(extra);
     let app = Application::build(TestArgs::parse_from(argv).serve)
         .await
         .expect("server starts");
     let addr = app.local_addr();
+    let metrics_addr = app.metrics_addr();
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until_stopped(async {
         let _ = stopped.await;
@@ -142,6 +149,7 @@ pub(crate) async fn spawn_app_over(
     TestApp {
         channel,
         addr,
+        metrics_addr,
         store,
         stop: Some(stop),
         handle: Some(handle),

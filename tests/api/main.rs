@@ -18,6 +18,7 @@ mod foundation;
 mod helpers;
 mod http;
 mod idempotency;
+mod metrics;
 mod outage;
 mod persons;
 mod postgres_tls;

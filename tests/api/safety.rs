@@ -125,7 +125,7 @@ async fn update_settings(
 }
 
 /// Turns `client_attribute_writes` on, with the secret key.
-async fn allow_client_writes(app: &TestApp, keys: &Keys) {
+pub(crate) async fn allow_client_writes(app: &TestApp, keys: &Keys) {
     app.settings()
         .update_workspace_settings(authed(
             &keys.sk_live,

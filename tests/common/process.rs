@@ -23,6 +23,8 @@ impl ServerProcess {
     pub(crate) fn start(url: &str, extra: &[&str]) -> ServerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_vevee-attributes"))
             .args(["serve", "--grpc-addr", "127.0.0.1:0", "--database-url", url])
+            // Tests run servers side by side: no fixed metrics port.
+            .args(["--metrics-addr", "127.0.0.1:0"])
             .args(extra)
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
