@@ -10,7 +10,7 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 use crate::{
     app::{self, App},
     config::ServeArgs,
-    database::{OpenError, open_store},
+    database::{OpenError, Schema, open_store},
     grpc::{self, Guarded, RpcLayer},
     http,
     proto::{
@@ -28,11 +28,19 @@ use crate::{
 /// the flag to fix, since it is printed as the process's last line.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    /// The listener could not be bound.
+    /// The listener could not be bound, or its host name not resolved.
     #[error("--grpc-addr {addr}: cannot listen: {source}")]
     Bind {
         /// The address asked for.
-        addr: SocketAddr,
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The bootstrap keys could not be written to their file.
+    #[error("cannot write the first workspace's keys to {path}: {source}")]
+    KeysFile {
+        /// The file.
+        path: String,
         /// The OS error.
         source: std::io::Error,
     },
@@ -64,14 +72,23 @@ impl Application {
     /// opens and migrates the database, and on an empty database creates a
     /// first workspace and prints its keys (unless `--no-bootstrap`).
     pub async fn build(args: ServeArgs) -> Result<Self, StartupError> {
-        let listener =
-            TcpListener::bind(args.grpc_addr)
-                .await
-                .map_err(|source| StartupError::Bind {
-                    addr: args.grpc_addr,
-                    source,
-                })?;
-        let store = open_store(&args.database).await?;
+        let bind_error = |source| StartupError::Bind {
+            addr: args.grpc_addr.clone(),
+            source,
+        };
+        // A host name binds the first address it resolves to.
+        let addr = tokio::net::lookup_host(&args.grpc_addr)
+            .await
+            .map_err(bind_error)?
+            .next()
+            .ok_or_else(|| bind_error(std::io::ErrorKind::AddrNotAvailable.into()))?;
+        let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+        let schema = if args.no_migrate {
+            Schema::AtLeastCurrent
+        } else {
+            Schema::Migrate
+        };
+        let store = open_store(&args.database, schema).await?;
         let sqlite = args.database.database_url.starts_with("sqlite:");
         let writes = storage::Lanes {
             // SQLite has one writer.
@@ -282,8 +299,23 @@ async fn sweep_requests(app: App, interval: Duration) {
 }
 
 /// On a database with no workspace, creates one and prints its four keys
-/// to stderr, once, so the first `serve` gives a working service.
+/// to stderr, once, so the first `serve` in a terminal gives a working
+/// service. When stderr is not a terminal (a container, a log file, a
+/// pipeline) the keys would land in a log stream, so nothing is created:
+/// one log line says how to create a workspace with the CLI instead.
 async fn bootstrap(app: &App) -> Result<(), app::Error> {
+    use std::io::IsTerminal;
+
+    if !std::io::stderr().is_terminal() {
+        if app.workspaces().await?.is_empty() {
+            tracing::warn!(
+                "the database has no workspace, and its keys are not printed to a log: create \
+                 one with `vevee-attributes workspace create NAME` (it prints the keys to its \
+                 stdout), or start once in a terminal"
+            );
+        }
+        return Ok(());
+    }
     let Some((workspace, keys)) = app.bootstrap().await? else {
         return Ok(());
     };

@@ -3,7 +3,7 @@
 //! door names for the operation called.
 
 use super::{App, Error, api_key::ApiKey, identity::parse_signature};
-use crate::domain::{self, Mode, Reason, WorkspaceId, origin_allowed};
+use crate::domain::{self, ApiKeyId, Mode, Reason, WorkspaceId, origin_allowed};
 
 /// What a request presents for its key checks: the values of its
 /// `authorization`, `origin` and `x-vevee-identity` headers (gRPC metadata
@@ -21,6 +21,8 @@ pub struct Credentials<'a> {
 /// The holder of a valid key: the only workspace and mode a request sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Principal {
+    /// The key's id, for logs (never the key itself).
+    pub key_id: ApiKeyId,
     /// The key's workspace: the only one the request can see.
     pub workspace: WorkspaceId,
     /// The key's mode: the persons the request can see.

@@ -98,7 +98,10 @@ where
             match app.authorize(credentials, scope).await {
                 Ok(principal) => {
                     request.extensions_mut().insert(principal);
-                    inner.call(request).await
+                    let mut response = inner.call(request).await?;
+                    // For the log line of a failed call (workspace, key id).
+                    response.extensions_mut().insert(principal);
+                    Ok(response)
                 }
                 Err(err) => Ok(Status::from(err).into_http()),
             }

@@ -1,9 +1,14 @@
 //! The tower layer in front of every RPC: one tracing span per call (method,
-//! gRPC status code, latency), a server-wide concurrency limit and a
+//! gRPC status code, latency; on failure the reason, workspace, key id, peer
+//! and request id), a server-wide concurrency limit and a
 //! per-request timeout, each answered with a gRPC status a client can act on.
 
 use std::{
-    sync::Arc,
+    net::SocketAddr,
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicU64, Ordering},
+    },
     task::{Context, Poll},
     time::{Duration, Instant},
 };
@@ -12,9 +17,13 @@ use tonic::{
     Code, Status,
     body::Body,
     codegen::{BoxFuture, http},
+    transport::server::TcpConnectInfo,
 };
+use tonic_types::StatusExt;
 use tower::{Layer, Service};
 use tracing::{Instrument, field::Empty};
+
+use crate::{app::Principal, domain::Reason};
 
 /// Configures [`RpcService`] around each routed service.
 #[derive(Clone)]
@@ -68,13 +77,29 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        let request_id = request_id(request.headers());
+        // The REST face set one already; gRPC calls get theirs here.
+        request.headers_mut().insert(REQUEST_ID, request_id.clone());
         let span = tracing::info_span!(
             "rpc",
             method = %request.uri().path(),
+            trace_id = Empty,
             code = Empty,
             latency_ms = Empty,
+            reason = Empty,
+            workspace = Empty,
+            key_id = Empty,
+            peer = Empty,
+            request_id = Empty,
         );
+        if let Some(trace) = trace_id(request.headers()) {
+            span.record("trace_id", trace);
+        }
+        let peer = request
+            .extensions()
+            .get::<TcpConnectInfo>()
+            .and_then(TcpConnectInfo::remote_addr);
         // Over the limit the request is answered at once rather than queued:
         // a queue would only turn overload into timeouts.
         let permit = self.permits.clone().try_acquire_owned();
@@ -98,15 +123,54 @@ where
                         .into_http()),
                     },
                 };
-                let response = response.map(oversized_as_resource_exhausted);
-                if let Ok(response) = &response {
-                    record_outcome(response, started.elapsed());
+                let mut response = response.map(oversized_as_resource_exhausted);
+                if let Ok(response) = &mut response {
+                    record_outcome(response, started.elapsed(), peer, &request_id);
+                    response.headers_mut().insert(REQUEST_ID, request_id);
                 }
                 response
             }
             .instrument(span),
         )
     }
+}
+
+/// The header (and gRPC metadata key) of a request's id: the caller's,
+/// when it sent a usable one, else made by the server; returned on the
+/// response and written on the request's log lines.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// The request's id: its `x-request-id` when that is 1 to 128 visible ASCII
+/// characters, else a new one (a random prefix per process and a counter:
+/// unique without a system call per request).
+pub fn request_id(headers: &http::HeaderMap) -> http::HeaderValue {
+    if let Some(given) = headers.get(REQUEST_ID)
+        && (1..=128).contains(&given.len())
+        && given.as_bytes().iter().all(|b| b.is_ascii_graphic())
+    {
+        return given.clone();
+    }
+    static PREFIX: OnceLock<u32> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| {
+        let mut bytes = [0u8; 4];
+        // Without randomness, ids are still unique within the process.
+        let _ = getrandom::fill(&mut bytes);
+        u32::from_le_bytes(bytes)
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    http::HeaderValue::try_from(format!("{prefix:08x}{n:012x}"))
+        .expect("hex digits are a valid header value")
+}
+
+/// The trace id of a W3C `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`),
+/// if it has one that is not all zeros.
+fn trace_id(headers: &http::HeaderMap) -> Option<&str> {
+    let value = headers.get("traceparent")?.to_str().ok()?;
+    let mut parts = value.split('-');
+    let (_version, trace, parent) = (parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, len| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+    (hex(trace, 32) && hex(parent, 16) && trace.bytes().any(|b| b != b'0')).then_some(trace)
 }
 
 /// tonic refuses a request over `max_decoding_message_size` with OUT_OF_RANGE;
@@ -126,7 +190,8 @@ fn oversized_as_resource_exhausted(response: http::Response<Body>) -> http::Resp
     if !oversized {
         return response;
     }
-    Status::resource_exhausted(
+    super::refusal(
+        Reason::RequestTooLarge,
         "the request message is larger than the server accepts (see --max-request-bytes); \
          send fewer or smaller values",
     )
@@ -145,8 +210,16 @@ fn grpc_code(response: &http::Response<Body>) -> Option<Code> {
 
 /// Records the status code on the current span and logs the call. Errors of
 /// unary RPCs are always in the headers (a trailers-only response); a
-/// response without `grpc-status` there is a success or an open stream.
-fn record_outcome(response: &http::Response<Body>, elapsed: Duration) {
+/// response without `grpc-status` there is a success or an open stream. A
+/// failed call's line also names its reason (the ErrorInfo's), the
+/// workspace and key id of its key (never the key), the peer and the
+/// request id.
+fn record_outcome(
+    response: &http::Response<Body>,
+    elapsed: Duration,
+    peer: Option<SocketAddr>,
+    request_id: &http::HeaderValue,
+) {
     let code = grpc_code(response).unwrap_or(Code::Ok);
     // Recording formats the fields into the span (a few allocations): on
     // the hot path of a busy server, only when the line will be written.
@@ -155,7 +228,27 @@ fn record_outcome(response: &http::Response<Body>, elapsed: Duration) {
     }
     let span = tracing::Span::current();
     span.record("code", tracing::field::debug(code));
-    span.record("latency_ms", elapsed.as_secs_f64() * 1000.0);
+    // Microseconds are all a person reads; f64 noise is not.
+    span.record(
+        "latency_ms",
+        (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0,
+    );
+    if let Ok(id) = request_id.to_str() {
+        span.record("request_id", id);
+    }
+    if let Some(peer) = peer {
+        span.record("peer", tracing::field::display(peer));
+    }
+    if let Some(principal) = response.extensions().get::<Principal>() {
+        span.record("workspace", tracing::field::display(principal.workspace));
+        span.record("key_id", tracing::field::display(principal.key_id));
+    }
+    if code != Code::Ok
+        && let Some(status) = Status::from_header_map(response.headers())
+        && let Some(info) = status.get_details_error_info()
+    {
+        span.record("reason", info.reason.as_str());
+    }
     match code {
         Code::Ok => tracing::debug!("rpc finished"),
         Code::Internal

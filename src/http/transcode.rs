@@ -92,7 +92,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
         if is_grpc(request.headers()) {
             return Box::pin(self.inner.call(request));
         }
@@ -100,7 +100,16 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let shared = self.shared.clone();
-        Box::pin(async move { Ok(rest(&shared, inner, request).await) })
+        // Made here, so that the inner call logs the id this answer returns.
+        let id = crate::grpc::request_id(request.headers());
+        request
+            .headers_mut()
+            .insert(crate::grpc::REQUEST_ID, id.clone());
+        Box::pin(async move {
+            let mut response = rest(&shared, inner, request).await;
+            response.headers_mut().insert(crate::grpc::REQUEST_ID, id);
+            Ok(response)
+        })
     }
 }
 
@@ -143,11 +152,14 @@ where
             let bytes = match Limited::new(body, shared.max_request_bytes).collect().await {
                 Ok(collected) => collected.to_bytes(),
                 Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-                    let status = Status::resource_exhausted(format!(
-                        "the request body is larger than the server accepts ({} bytes, see \
+                    let status = crate::grpc::refusal(
+                        crate::domain::Reason::RequestTooLarge,
+                        format!(
+                            "the request body is larger than the server accepts ({} bytes, see \
                          --max-request-bytes); send fewer or smaller values",
-                        shared.max_request_bytes
-                    ));
+                            shared.max_request_bytes
+                        ),
+                    );
                     return error(shared, StatusCode::PAYLOAD_TOO_LARGE, &status);
                 }
                 Err(e) => {
