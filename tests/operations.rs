@@ -726,3 +726,27 @@ fn an_empty_database_served_without_a_terminal_prints_no_keys_and_says_how_to_ma
     let listed = run(&dir.url(), &["workspace", "list", "--json"]);
     assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "[]");
 }
+
+#[test]
+fn text_logs_into_a_pipe_have_no_colour_codes() {
+    let dir = Dir::new();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--no-bootstrap", "--grpc-addr", "127.0.0.1:0"])
+        .env("DATABASE_URL", dir.url())
+        .env("LOG_FORMAT", "text")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the server starts");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let line = BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.contains("serving gRPC"));
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = line.expect("the serving line");
+    assert!(!line.contains('\u{1b}'), "{line:?}");
+}

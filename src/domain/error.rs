@@ -303,6 +303,7 @@ mod tests {
                 "origin_not_allowed",
                 "too_many_identity_secrets",
                 "identity_secret_not_found",
+                "request_too_large",
             ]
         );
         assert_eq!(Reason::TooManyValues.to_string(), "too_many_values");
