@@ -456,6 +456,12 @@ fn text(s: &str) -> Option<Value> {
 
 /// `workspace create` on the database: its secret live key and workspace id.
 fn workspace(url: &str) -> (String, String) {
+    let (created, key) = workspace_key(url, "secret");
+    (key, created["workspace"]["id"].as_str().unwrap().to_owned())
+}
+
+/// `workspace create` on the database: what it printed, and its live key of `kind`.
+fn workspace_key(url: &str, kind: &str) -> (Json, String) {
     let output = run(url, &["workspace", "create", "acme", "--json"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let created: Json = serde_json::from_slice(&output.stdout).unwrap();
@@ -463,12 +469,12 @@ fn workspace(url: &str) -> (String, String) {
         .as_array()
         .unwrap()
         .iter()
-        .find(|k| k["kind"] == "secret" && k["mode"] == "live")
+        .find(|k| k["kind"] == kind && k["mode"] == "live")
         .unwrap()["key"]
         .as_str()
         .unwrap()
         .to_owned();
-    (key, created["workspace"]["id"].as_str().unwrap().to_owned())
+    (created, key)
 }
 
 async fn define_text(channel: &Channel, key: &str, attribute: &str) {
@@ -656,6 +662,23 @@ async fn a_refused_rpc_logs_one_json_line_with_reason_ids_peer_and_request_id_an
         secret_value,
     )
     .await;
+    // A valid public key refused by the key checks: its workspace is named.
+    let (other, public_key) = workspace_key(&dir.url(), "public");
+    let mut request = authed(
+        &public_key,
+        GetAttributesRequest {
+            distinct_id: secret_person.into(),
+            ..Default::default()
+        },
+    );
+    request
+        .metadata_mut()
+        .insert("x-request-id", "req-public".parse().unwrap());
+    let status = AttributesServiceClient::new(channel.clone())
+        .get_attributes(request)
+        .await
+        .expect_err("a public key may not read");
+    assert_eq!(status.code(), Code::PermissionDenied);
 
     let lines = server.stop();
     let refused: Vec<Json> = lines
@@ -701,9 +724,24 @@ async fn a_refused_rpc_logs_one_json_line_with_reason_ids_peer_and_request_id_an
         "rounded: {line}"
     );
 
+    let public: Vec<Json> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Json>(l).ok())
+        .filter(|j| j["span"]["request_id"] == "req-public")
+        .collect();
+    assert_eq!(public.len(), 1, "{lines:#?}");
+    assert_eq!(public[0]["span"]["reason"], "secret_key_required");
+    assert_eq!(public[0]["span"]["workspace"], other["workspace"]["id"]);
+
     // No key, distinct_id or value in any line of the whole run.
     let all = lines.join("\n");
-    for secret in [key.as_str(), secret_value, secret_person, "sk_live_notakey"] {
+    for secret in [
+        key.as_str(),
+        public_key.as_str(),
+        secret_value,
+        secret_person,
+        "sk_live_notakey",
+    ] {
         assert!(!all.contains(secret), "{secret} is in the log:\n{all}");
     }
     assert!(!all.contains("\u{1b}["), "no colour codes in a pipe");

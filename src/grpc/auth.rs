@@ -103,7 +103,13 @@ where
                     response.extensions_mut().insert(principal);
                     Ok(response)
                 }
-                Err(err) => Ok(Status::from(err).into_http()),
+                Err(denied) => {
+                    let mut response = Status::from(denied.error).into_http();
+                    if let Some(principal) = denied.principal {
+                        response.extensions_mut().insert(principal);
+                    }
+                    Ok(response)
+                }
             }
         })
     }
