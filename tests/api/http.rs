@@ -910,6 +910,7 @@ async fn cors_preflights_and_responses_carry_the_contract_headers() {
             "x-user-agent",
             "grpc-timeout",
             "x-vevee-identity",
+            "x-request-id",
         ] {
             assert!(allowed.contains(name), "{allowed}");
         }
@@ -933,9 +934,11 @@ async fn cors_preflights_and_responses_carry_the_contract_headers() {
             "grpc-message",
             "grpc-status-details-bin",
             "retry-after",
+            "x-request-id",
         ] {
             assert!(exposed.contains(name), "{exposed}");
         }
+        assert!(answer.headers.contains_key("x-request-id"));
         // Errors carry them too, so a page can read them.
         let refused = rest
             .send(
