@@ -36,14 +36,6 @@ pub enum StartupError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// The bootstrap keys could not be written to their file.
-    #[error("cannot write the first workspace's keys to {path}: {source}")]
-    KeysFile {
-        /// The file.
-        path: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
     /// The server's event loop failed.
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
