@@ -65,7 +65,8 @@ impl From<SqliteSync> for SqliteSynchronous {
 /// Where the data lives and how the connection pool behaves.
 #[derive(Clone, Args)]
 pub struct DatabaseArgs {
-    /// `sqlite://PATH` (the file is created if missing) or `postgres://...`.
+    /// `sqlite://PATH` or `postgres://...`. Only `serve` and `migrate`
+    /// create a missing SQLite file.
     #[arg(
         long,
         env = "DATABASE_URL",
@@ -128,14 +129,15 @@ pub fn redact_url(url: &str) -> String {
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address of the one listener: gRPC, gRPC-Web and REST/JSON (HTTP/1.1
-    /// and HTTP/2). `--listen-addr` is the same flag.
+    /// and HTTP/2), `HOST:PORT` with an IP address or a host name (the first
+    /// address it resolves to). `--listen-addr` is the same flag.
     #[arg(
         long,
         visible_alias = "listen-addr",
         env = "GRPC_ADDR",
         default_value = "127.0.0.1:50051"
     )]
-    pub grpc_addr: SocketAddr,
+    pub grpc_addr: String,
 
     /// Address of the metrics listener (`GET /metrics`, Prometheus text),
     /// apart from the public one; empty: no metrics listener.
@@ -241,6 +243,162 @@ pub struct ServeArgs {
     /// Don't create a first workspace (and print its keys) when the database has none.
     #[arg(long, env = "NO_BOOTSTRAP")]
     pub no_bootstrap: bool,
+
+    /// Don't migrate: refuse to start unless every migration of this release
+    /// is applied, and run on a newer schema (the previous release during a
+    /// rolling upgrade or a rollback; README "Upgrading").
+    #[arg(long, env = "NO_MIGRATE")]
+    pub no_migrate: bool,
+}
+
+/// A flag's value out of its range: `--flag VALUE: must be ...`, the one
+/// line printed before exiting with status 2, as clap does for a bad value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{flag} {value}: {allowed}")]
+pub struct InvalidFlag {
+    flag: &'static str,
+    value: String,
+    allowed: String,
+}
+
+/// Refuses `value` of `flag` outside `min..=max`.
+fn within<T: PartialOrd + fmt::Display>(
+    flag: &'static str,
+    value: T,
+    min: T,
+    max: T,
+) -> Result<(), InvalidFlag> {
+    if value < min || value > max {
+        return Err(InvalidFlag {
+            flag,
+            value: value.to_string(),
+            allowed: format!("must be between {min} and {max}"),
+        });
+    }
+    Ok(())
+}
+
+/// Refuses a duration of `flag` outside `min..=max`.
+fn within_time(
+    flag: &'static str,
+    value: Duration,
+    min: Duration,
+    max: Duration,
+) -> Result<(), InvalidFlag> {
+    if value < min || value > max {
+        return Err(InvalidFlag {
+            flag,
+            value: humantime::format_duration(value).to_string(),
+            allowed: format!(
+                "must be between {} and {}",
+                humantime::format_duration(min),
+                humantime::format_duration(max)
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Refuses an address that is not `HOST:PORT` (an IP address, `[v6]`, or a
+/// host name, resolved when the listener is bound).
+fn valid_address(flag: &'static str, addr: &str) -> Result<(), InvalidFlag> {
+    let shaped = addr.parse::<std::net::SocketAddr>().is_ok()
+        || addr.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty()
+                && !host.contains(':')
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+                && port.parse::<u16>().is_ok()
+        });
+    if shaped {
+        return Ok(());
+    }
+    Err(InvalidFlag {
+        flag,
+        value: addr.to_owned(),
+        allowed: "must be HOST:PORT, with an IP address or a host name and a port 0-65535"
+            .to_owned(),
+    })
+}
+
+const MS: Duration = Duration::from_millis(1);
+const SECOND: Duration = Duration::from_secs(1);
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+impl DatabaseArgs {
+    /// Refuses values that would panic or start a process that cannot work
+    /// (a pool of no connections, a zero acquire timeout); clap only checks
+    /// that they parse.
+    pub fn validate(&self) -> Result<(), InvalidFlag> {
+        within("--db-max-connections", self.db_max_connections, 1, 10_000)?;
+        within_time(
+            "--db-acquire-timeout",
+            self.db_acquire_timeout,
+            10 * MS,
+            HOUR,
+        )?;
+        within_time(
+            "--db-connect-retry",
+            self.db_connect_retry,
+            Duration::ZERO,
+            DAY,
+        )
+    }
+}
+
+impl ServeArgs {
+    /// Refuses values that would panic (a zero interval) or start a server
+    /// that refuses everything (no concurrency, no time, no bytes).
+    pub fn validate(&self) -> Result<(), InvalidFlag> {
+        self.database.validate()?;
+        valid_address("--grpc-addr", &self.grpc_addr)?;
+        within("--max-request-bytes", self.max_request_bytes, 1024, 1 << 30)?;
+        within_time("--request-timeout", self.request_timeout, MS, HOUR)?;
+        within_time(
+            "--shutdown-grace",
+            self.shutdown_grace,
+            Duration::ZERO,
+            HOUR,
+        )?;
+        within("--worker-threads", self.worker_threads, 0, 1024)?;
+        within("--concurrency-limit", self.concurrency_limit, 1, 1_000_000)?;
+        within_time(
+            "--http2-keepalive-interval",
+            self.http2_keepalive_interval,
+            SECOND,
+            HOUR,
+        )?;
+        within_time(
+            "--http2-keepalive-timeout",
+            self.http2_keepalive_timeout,
+            SECOND,
+            HOUR,
+        )?;
+        within_time("--cache-ttl", self.cache_ttl, MS, HOUR)?;
+        within_time(
+            "--health-probe-interval",
+            self.health_probe_interval,
+            100 * MS,
+            HOUR,
+        )?;
+        within("--max-write-batch", self.max_write_batch, 1, 10_000)?;
+        within(
+            "--write-commits-in-flight",
+            self.write_commits_in_flight,
+            1,
+            64,
+        )?;
+        within("--max-read-batch", self.max_read_batch, 1, 10_000)?;
+        within("--reads-in-flight", self.reads_in_flight, 1, 64)?;
+        within_time(
+            "--request-sweep-interval",
+            self.request_sweep_interval,
+            SECOND,
+            DAY,
+        )
+    }
 }
 
 impl ServeArgs {

@@ -29,14 +29,31 @@ impl OpenError {
     }
 }
 
+/// What opening the database may do to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    /// Create a missing SQLite file and apply the migrations this binary
+    /// carries: `serve` and `migrate`.
+    Migrate,
+    /// Change nothing; the schema must have every migration of this binary,
+    /// and may be newer (the previous release on the next release's
+    /// schema, which expand-then-contract keeps working): `serve --no-migrate`.
+    AtLeastCurrent,
+    /// Change nothing; the schema must be exactly this binary's: the
+    /// operator commands other than `migrate`.
+    Current,
+}
+
 /// Opens the database, retrying an unreachable one for `--db-connect-retry`
 /// (a database starting beside the service is normal in a deployment), and
-/// brings its schema up to date.
-pub async fn open_store(args: &DatabaseArgs) -> Result<Arc<dyn Store>, OpenError> {
+/// checks or migrates its schema as `schema` says. Permanent failures (a
+/// missing directory, database or role, a wrong password) are not retried.
+pub async fn open_store(args: &DatabaseArgs, schema: Schema) -> Result<Arc<dyn Store>, OpenError> {
     let options = StoreOptions {
         max_connections: args.db_max_connections,
         acquire_timeout: args.db_acquire_timeout,
         sqlite_synchronous: args.sqlite_synchronous.into(),
+        create_if_missing: schema == Schema::Migrate,
         ..StoreOptions::default()
     };
     let deadline = tokio::time::Instant::now() + args.db_connect_retry;
@@ -58,12 +75,56 @@ pub async fn open_store(args: &DatabaseArgs) -> Result<Arc<dyn Store>, OpenError
                     ),
                 ));
             }
+            Err(storage::Error::Missing(e)) => {
+                return Err(OpenError::new(
+                    args,
+                    format_args!(
+                        "{e}; nothing was created (`vevee-attributes migrate` creates and \
+                         migrates a new database)"
+                    ),
+                ));
+            }
             Err(e) => return Err(OpenError::new(args, e)),
         }
     };
-    store
-        .migrate()
+    if schema == Schema::Migrate {
+        store
+            .migrate()
+            .await
+            .map_err(|e| OpenError::new(args, format_args!("migration failed: {e}")))?;
+        return Ok(store);
+    }
+    let found = store
+        .schema()
         .await
-        .map_err(|e| OpenError::new(args, format_args!("migration failed: {e}")))?;
+        .map_err(|e| OpenError::new(args, format_args!("cannot read the schema version: {e}")))?;
+    match found {
+        storage::Schema::Current => {}
+        storage::Schema::Behind { database, binary } => {
+            let database = database.map_or_else(|| "none".to_owned(), |v| v.to_string());
+            return Err(OpenError::new(
+                args,
+                format_args!(
+                    "the database schema is at version {database}, this binary needs version \
+                     {binary}: run `vevee-attributes migrate` first (or start `serve` without \
+                     --no-migrate)"
+                ),
+            ));
+        }
+        storage::Schema::Newer { database, binary } if schema == Schema::AtLeastCurrent => {
+            tracing::warn!(
+                database_version = database,
+                binary_version = binary,
+                "the database schema is newer than this binary's; running on it without \
+                 migrating (--no-migrate)"
+            );
+        }
+        storage::Schema::Newer { database, binary } => {
+            return Err(OpenError::new(
+                args,
+                storage::Schema::newer_message(database, binary),
+            ));
+        }
+    }
     Ok(store)
 }

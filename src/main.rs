@@ -1,6 +1,6 @@
 //! The `vevee-attributes` binary: parses the command line and runs it.
 
-use std::process::ExitCode;
+use std::{io::IsTerminal, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use vevee_attributes::{
@@ -46,23 +46,33 @@ enum Command {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(err) if !err.use_stderr() => {
-            // --help and --version.
-            let _ = err.print();
-            return ExitCode::SUCCESS;
-        }
         Err(err) => {
-            // One line naming the flag; clap's usage hints would bury it.
-            let rendered = err.render().to_string();
-            let first = rendered
-                .lines()
-                .next()
-                .unwrap_or("error: invalid arguments");
-            eprintln!("{first}");
-            return ExitCode::from(2);
+            // clap's whole message: the missing argument's name, "did you
+            // mean", the allowed values. --help and --version go to stdout
+            // with status 0, errors to stderr with status 2.
+            let _ = err.print();
+            return if err.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
-    telemetry::init(cli.log_format, std::io::stderr);
+    // clap checks that values parse; these checks that they make sense,
+    // before anything starts. One line and status 2, like clap's own.
+    let valid = match &cli.command {
+        Command::Serve(args) => args.validate(),
+        Command::Admin(command) => command.database().validate(),
+    };
+    if let Err(err) = valid {
+        eprintln!("error: {err}");
+        return ExitCode::from(2);
+    }
+    telemetry::init(
+        cli.log_format,
+        std::io::stderr().is_terminal(),
+        std::io::stderr,
+    );
     let runtime = match &cli.command {
         Command::Serve(args) => args.runtime(),
         Command::Admin(_) => tokio::runtime::Runtime::new(),

@@ -10,7 +10,7 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 use crate::{
     app::{self, App},
     config::ServeArgs,
-    database::{OpenError, open_store},
+    database::{OpenError, Schema, open_store},
     grpc::{self, Guarded, RpcLayer, RpcMetrics},
     http,
     metrics::Metrics,
@@ -30,11 +30,11 @@ use crate::{
 /// the flag to fix, since it is printed as the process's last line.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    /// The listener could not be bound.
+    /// The listener could not be bound, or its host name not resolved.
     #[error("--grpc-addr {addr}: cannot listen: {source}")]
     Bind {
         /// The address asked for.
-        addr: SocketAddr,
+        addr: String,
         /// The OS error.
         source: std::io::Error,
     },
@@ -104,25 +104,39 @@ impl Application {
         let tls = TlsFiles::from_flags(args.tls_cert.clone(), args.tls_key.clone())?
             .map(Tls::load)
             .transpose()?;
-        let listener =
-            TcpListener::bind(args.grpc_addr)
-                .await
-                .map_err(|source| StartupError::Bind {
-                    addr: args.grpc_addr,
-                    source,
-                })?;
+        let bind_error = |source| StartupError::Bind {
+            addr: args.grpc_addr.clone(),
+            source,
+        };
+        // A host name binds the first address it resolves to.
+        let addr = tokio::net::lookup_host(&args.grpc_addr)
+            .await
+            .map_err(bind_error)?
+            .next()
+            .ok_or_else(|| bind_error(std::io::ErrorKind::AddrNotAvailable.into()))?;
+        let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
         let metrics_listener = match args.metrics_addr.0 {
             None => None,
-            Some(addr) if addr.port() != 0 && addr.port() == args.grpc_addr.port() => {
-                return Err(StartupError::MetricsOnPublicAddr(addr));
+            Some(metrics_addr)
+                if metrics_addr.port() != 0 && metrics_addr.port() == addr.port() =>
+            {
+                return Err(StartupError::MetricsOnPublicAddr(metrics_addr));
             }
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| StartupError::MetricsBind { addr, source })?,
-            ),
+            Some(metrics_addr) => {
+                Some(TcpListener::bind(metrics_addr).await.map_err(|source| {
+                    StartupError::MetricsBind {
+                        addr: metrics_addr,
+                        source,
+                    }
+                })?)
+            }
         };
-        let store = open_store(&args.database).await?;
+        let schema = if args.no_migrate {
+            Schema::AtLeastCurrent
+        } else {
+            Schema::Migrate
+        };
+        let store = open_store(&args.database, schema).await?;
         let metrics = Metrics::new();
         let pools = store.clone();
         metrics.observe_pools(move || pools.pool_usage());
@@ -469,8 +483,23 @@ async fn refresh_preflight_origins(app: App, ttl: Duration) {
 }
 
 /// On a database with no workspace, creates one and prints its four keys
-/// to stderr, once, so the first `serve` gives a working service.
+/// to stderr, once, so the first `serve` in a terminal gives a working
+/// service. When stderr is not a terminal (a container, a log file, a
+/// pipeline) the keys would land in a log stream, so nothing is created:
+/// one log line says how to create a workspace with the CLI instead.
 async fn bootstrap(app: &App) -> Result<(), app::Error> {
+    use std::io::IsTerminal;
+
+    if !std::io::stderr().is_terminal() {
+        if app.workspaces().await?.is_empty() {
+            tracing::warn!(
+                "the database has no workspace, and its keys are not printed to a log: create \
+                 one with `vevee-attributes workspace create NAME` (it prints the keys to its \
+                 stdout), or start once in a terminal"
+            );
+        }
+        return Ok(());
+    }
     let Some((workspace, keys)) = app.bootstrap().await? else {
         return Ok(());
     };

@@ -33,10 +33,13 @@ struct Db {
 }
 
 impl Db {
+    /// A new database, migrated: only `migrate` (and `serve`) create one.
     fn new() -> Db {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let url = format!("sqlite://{}", dir.path().join("test.db").display());
-        Db { dir, url }
+        let db = Db { dir, url };
+        db.ok(&["migrate"]);
+        db
     }
 
     /// Writes `text` to `name` beside the database and returns its path.

@@ -20,6 +20,7 @@ use vevee_attributes::{
 };
 
 backend_tests! {
+    the_schema_is_behind_before_migrating_and_current_after,
     fifty_concurrent_first_writes_create_exactly_one_person,
     a_failed_multi_value_write_writes_nothing,
     live_and_test_persons_of_one_distinct_id_are_different,
@@ -825,6 +826,54 @@ async fn an_unreachable_database_is_unavailable(db: &TestDb) {
         Ok(_) => panic!("connected to an unreachable database"),
         Err(e) => assert!(matches!(e, Error::Unavailable(_)), "{e:?}"),
     }
+}
+
+async fn the_schema_is_behind_before_migrating_and_current_after(db: &TestDb) {
+    let store = storage::connect(&db.url, &StoreOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            store.schema().await.unwrap(),
+            storage::Schema::Behind { database: None, .. }
+        ),
+        "a database never migrated"
+    );
+    store.migrate().await.unwrap();
+    assert_eq!(store.schema().await.unwrap(), storage::Schema::Current);
+    // Migrating again changes nothing and is still current.
+    store.migrate().await.unwrap();
+    assert_eq!(store.schema().await.unwrap(), storage::Schema::Current);
+}
+
+#[tokio::test]
+async fn a_missing_sqlite_directory_is_a_configuration_error_not_an_outage() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/missing/dir/test.db", dir.path().display());
+    match storage::connect(&url, &StoreOptions::default()).await {
+        Ok(_) => panic!("opened a file in a missing directory"),
+        Err(e) => assert!(
+            matches!(&e, Error::Config(m) if m.contains("does not exist")),
+            "{e:?}"
+        ),
+    }
+    assert!(!dir.path().join("missing").exists());
+}
+
+#[tokio::test]
+async fn a_missing_sqlite_file_is_not_created_unless_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("test.db");
+    let url = format!("sqlite://{}", path.display());
+    let opts = StoreOptions {
+        create_if_missing: false,
+        ..StoreOptions::default()
+    };
+    match storage::connect(&url, &opts).await {
+        Ok(_) => panic!("opened a missing file"),
+        Err(e) => assert!(matches!(e, Error::Missing(_)), "{e:?}"),
+    }
+    assert!(!path.exists(), "nothing was created");
 }
 
 async fn definition_updates_change_only_what_is_given(db: &TestDb) {

@@ -3,7 +3,7 @@
 //! door names for the operation called.
 
 use super::{App, Error, api_key::ApiKey, identity::parse_signature};
-use crate::domain::{self, Mode, Reason, WorkspaceId, origin_allowed};
+use crate::domain::{self, ApiKeyId, Mode, Reason, WorkspaceId, origin_allowed};
 
 /// What a request presents for its key checks: the values of its
 /// `authorization`, `origin` and `x-vevee-identity` headers (gRPC metadata
@@ -21,6 +21,8 @@ pub struct Credentials<'a> {
 /// The holder of a valid key: the only workspace and mode a request sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Principal {
+    /// The key's id, for logs (never the key itself).
+    pub key_id: ApiKeyId,
     /// The key's workspace: the only one the request can see.
     pub workspace: WorkspaceId,
     /// The key's mode: the persons the request can see.
@@ -41,6 +43,15 @@ pub enum Scope {
     ClientWrite,
 }
 
+/// A request [`App::authorize`] refused.
+#[derive(Debug)]
+pub struct Denied {
+    /// Why.
+    pub error: Error,
+    /// The key's holder, when the key itself is valid.
+    pub principal: Option<Principal>,
+}
+
 /// The one answer to every key that isn't a valid, live key, so that the
 /// answer tells nothing about which keys exist.
 fn invalid_key() -> Error {
@@ -56,28 +67,52 @@ impl App {
     /// operation of `scope`. A malformed key is refused before any look-up;
     /// a known one is answered from the catalog. Public keys must then come
     /// from an allowed origin and stay within their rate.
+    ///
+    /// A refusal names the key's [`Principal`] when the key is valid (a
+    /// public key from a wrong origin, over its rate...), for the log line.
     pub async fn authorize(
         &self,
         credentials: Credentials<'_>,
         scope: Scope,
-    ) -> Result<Principal, Error> {
+    ) -> Result<Principal, Denied> {
+        let anonymous = |error| Denied {
+            error,
+            principal: None,
+        };
         let Some(header) = credentials.authorization else {
-            return Err(Error::refused(
+            return Err(anonymous(Error::refused(
                 Reason::MissingApiKey,
                 "No API key: send `authorization: Bearer <key>` (a gRPC metadata entry or HTTP header).",
-            ));
+            )));
         };
         let key = std::str::from_utf8(header)
             .ok()
             .and_then(|v| v.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .and_then(|(_, key)| ApiKey::parse(key.trim()))
-            .ok_or_else(invalid_key)?;
-        let mut principal = self
+            .ok_or_else(|| anonymous(invalid_key()))?;
+        let principal = self
             .catalog()
             .principal(key.hash())
-            .await?
-            .ok_or_else(invalid_key)?;
+            .await
+            .map_err(anonymous)?
+            .ok_or_else(|| anonymous(invalid_key()))?;
+        self.admit(principal, &key, credentials, scope)
+            .await
+            .map_err(|error| Denied {
+                error,
+                principal: Some(principal),
+            })
+    }
+
+    /// The checks of a valid key's request.
+    async fn admit(
+        &self,
+        mut principal: Principal,
+        key: &ApiKey,
+        credentials: Credentials<'_>,
+        scope: Scope,
+    ) -> Result<Principal, Error> {
         if principal.secret {
             return Ok(principal);
         }

@@ -129,6 +129,7 @@ impl Catalog {
                 Ok(record
                     .filter(|k| k.revoked_at.is_none())
                     .map(|k| Principal {
+                        key_id: k.id,
                         workspace: k.workspace,
                         mode: k.mode,
                         secret: k.kind == KeyKind::Secret,

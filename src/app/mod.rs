@@ -30,7 +30,7 @@ mod workspaces;
 
 use std::{sync::Arc, time::Duration};
 
-pub use access::{Credentials, Principal, Scope};
+pub use access::{Credentials, Denied, Principal, Scope};
 pub use api_key::ApiKey;
 pub use definitions::{
     DEFAULT_PAGE_SIZE, DefinitionPage, MAX_PAGE_SIZE, NewConfig, StoredDefinition,

@@ -3,7 +3,7 @@
 use super::{App, Error, api_key::ApiKey};
 use crate::{
     domain::{ApiKeyId, KeyKind, Mode, WorkspaceId},
-    storage::{AdminStore, ApiKeyRecord, NewApiKey, Workspace},
+    storage::{self, AdminStore, ApiKeyRecord, NewApiKey, Workspace},
 };
 
 /// A key just created: the plaintext (shown once, never stored) and its record.
@@ -67,6 +67,12 @@ impl App {
             return Ok(None);
         }
         Ok(Some(self.create_workspace("default").await?))
+    }
+
+    /// Writes a consistent copy of the live database to the new file
+    /// `path` (SQLite only; see [`AdminStore::backup`]).
+    pub async fn backup(&self, path: &std::path::Path) -> Result<(), storage::Error> {
+        self.admin().backup(path).await
     }
 
     /// All workspaces, oldest first.

@@ -3,8 +3,10 @@
 //! declarative schema file), workspace settings and exports of persons.
 //!
 //! Every command talks to the database directly (the same `DATABASE_URL` as
-//! `serve`, opened and migrated with [`open_store`]), never to a running
-//! server. Servers notice a change within their `--cache-ttl`. Results go
+//! `serve`, opened with [`open_store`]), never to a running
+//! server. Only `migrate` creates a database or changes its schema; the
+//! others refuse a missing database or a schema that is not this binary's,
+//! naming the command to run. Servers notice a change within their `--cache-ttl`. Results go
 //! to stdout, readable by a person or, with `--json`, as one JSON document
 //! for scripts; a failure is one line `error: ...` on stderr and a non-zero
 //! exit.
@@ -38,7 +40,7 @@ use self::attributes::{parse_finite, parse_type};
 use crate::{
     app::{self, App},
     config::DatabaseArgs,
-    database::{OpenError, open_store},
+    database::{OpenError, Schema, open_store},
     domain::{self, AttributeType, KeyKind, Mode, Reason},
     storage::Workspace,
 };
@@ -46,8 +48,18 @@ use crate::{
 /// The operator commands; the binary puts them beside `serve`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Bring the database schema up to date and exit (the deploy's migration Job runs this).
+    /// Bring the database schema up to date and exit (the deploy's migration
+    /// Job runs this); creates a missing SQLite file.
     Migrate(Common),
+    /// Write a consistent copy of a SQLite database to PATH, while servers
+    /// keep serving it (PostgreSQL: use pg_dump; README "Backups").
+    Backup {
+        /// The new file; it must not exist yet.
+        path: PathBuf,
+        /// The output and the database.
+        #[command(flatten)]
+        common: Common,
+    },
     /// Create and list workspaces.
     #[command(subcommand)]
     Workspace(WorkspaceCommand),
@@ -403,10 +415,40 @@ impl From<domain::Error> for Error {
     }
 }
 
+impl Command {
+    /// The database flags of the command, to validate them before it runs.
+    pub fn database(&self) -> &DatabaseArgs {
+        let common = match self {
+            Command::Persons(PersonsCommand::Export(args)) => return &args.database,
+            Command::Migrate(common)
+            | Command::Backup { common, .. }
+            | Command::Workspace(WorkspaceCommand::Create { common, .. })
+            | Command::Workspace(WorkspaceCommand::List(common)) => common,
+            Command::Keys(KeysCommand::Create { scoped, .. })
+            | Command::Keys(KeysCommand::List(scoped))
+            | Command::Keys(KeysCommand::Revoke { scoped, .. })
+            | Command::Attributes(AttributesCommand::Define(DefineArgs { scoped, .. }))
+            | Command::Attributes(AttributesCommand::List { scoped, .. })
+            | Command::Attributes(AttributesCommand::Archive { scoped, .. })
+            | Command::Attributes(AttributesCommand::Unarchive { scoped, .. })
+            | Command::Attributes(AttributesCommand::Apply { scoped, .. })
+            | Command::Settings(SettingsCommand::Get(scoped))
+            | Command::Settings(SettingsCommand::Set { scoped, .. })
+            | Command::IdentitySecrets(IdentitySecretsCommand::Create(scoped))
+            | Command::IdentitySecrets(IdentitySecretsCommand::List(scoped))
+            | Command::IdentitySecrets(IdentitySecretsCommand::Revoke { scoped, .. }) => {
+                &scoped.common
+            }
+        };
+        &common.database
+    }
+}
+
 /// Runs an operator command to completion, printing its result to stdout.
 pub async fn run(command: Command) -> Result<(), Error> {
     match command {
         Command::Migrate(common) => workspaces::migrate(common).await,
+        Command::Backup { path, common } => workspaces::backup(&path, common).await,
         Command::Workspace(WorkspaceCommand::Create { name, common }) => {
             workspaces::create_workspace(&name, common).await
         }
@@ -460,8 +502,9 @@ struct Session {
 }
 
 impl Session {
-    async fn open(common: &Common) -> Result<Self, Error> {
-        let store = open_store(&common.database).await?;
+    /// Opens the database; only `migrate` passes [`Schema::Migrate`].
+    async fn open(common: &Common, schema: Schema) -> Result<Self, Error> {
+        let store = open_store(&common.database, schema).await?;
         Ok(Session {
             // One process, one command: no other replica to wait for, and no
             // writes to coalesce.
@@ -491,7 +534,7 @@ impl Session {
 
 /// The session and the workspace of a scoped command.
 async fn scoped_session(scoped: &Scoped) -> Result<(Session, Workspace), Error> {
-    let session = Session::open(&scoped.common).await?;
+    let session = Session::open(&scoped.common, Schema::Current).await?;
     let workspace = select_workspace(&session.app, scoped.workspace.as_deref()).await?;
     Ok((session, workspace))
 }

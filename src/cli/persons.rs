@@ -6,8 +6,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value as Json, json};
 
-use super::{Common, Error, ExportArgs, Session, select_workspace};
-use crate::app::{ListedPerson, MAX_PERSONS_PAGE_SIZE, Principal};
+use super::{Common, Error, ExportArgs, Schema, Session, select_workspace};
+use crate::{
+    app::{ListedPerson, MAX_PERSONS_PAGE_SIZE, Principal},
+    domain::ApiKeyId,
+};
 
 /// How often a long export says how far it got.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
@@ -27,13 +30,18 @@ fn person_json(person: &ListedPerson) -> Json {
 }
 
 pub(super) async fn export(args: ExportArgs) -> Result<(), Error> {
-    let session = Session::open(&Common {
-        json: false,
-        database: args.database,
-    })
+    let session = Session::open(
+        &Common {
+            json: false,
+            database: args.database,
+        },
+        Schema::Current,
+    )
     .await?;
     let workspace = select_workspace(&session.app, args.workspace.as_deref()).await?;
     let who = Principal {
+        // The operator holds no key: the nil id stands for the CLI in logs.
+        key_id: ApiKeyId(uuid::Uuid::nil()),
         workspace: workspace.id,
         mode: args.mode.into(),
         secret: true,

@@ -1,10 +1,12 @@
 //! `migrate`, `workspace create|list` and `keys create|list|revoke`.
 
+use std::path::Path;
+
 use serde_json::{Value as Json, json};
 use uuid::Uuid;
 
 use super::{
-    Common, Error, KindArg, ModeArg, Scoped, Session,
+    Common, Error, KindArg, ModeArg, Schema, Scoped, Session,
     output::{human_time, key_json, new_key_json, table, workspace_json},
     scoped_session,
 };
@@ -12,13 +14,34 @@ use crate::{
     app::ApiKey,
     config::redact_url,
     domain::{ApiKeyId, KeyKind, Mode},
+    storage,
 };
 
 pub(super) async fn migrate(common: Common) -> Result<(), Error> {
-    let session = Session::open(&common).await?;
+    let session = Session::open(&common, Schema::Migrate).await?;
     let url = redact_url(&common.database.database_url);
     session.print(&json!({"migrated": true, "database_url": url}), || {
         format!("The database schema is up to date ({url}).\n")
+    });
+    Ok(())
+}
+
+pub(super) async fn backup(path: &Path, common: Common) -> Result<(), Error> {
+    // SQLite would refuse too, with "output file already exists".
+    if path.exists() {
+        return Err(Error::Invalid(format!(
+            "{}: the file exists; backup writes a new file and never overwrites one.",
+            path.display()
+        )));
+    }
+    let session = Session::open(&common, Schema::Current).await?;
+    session.app.backup(path).await.map_err(|e| match e {
+        storage::Error::Config(message) => Error::Invalid(message),
+        other => Error::Internal(other.to_string()),
+    })?;
+    let shown = path.display().to_string();
+    session.print(&json!({"backup": shown}), || {
+        format!("Wrote a consistent copy of the database to {shown}.\n")
     });
     Ok(())
 }
@@ -29,7 +52,7 @@ pub(super) async fn create_workspace(name: &str, common: Common) -> Result<(), E
             "NAME: give the workspace a name people will recognise.".to_owned(),
         ));
     }
-    let session = Session::open(&common).await?;
+    let session = Session::open(&common, Schema::Current).await?;
     let (workspace, keys) = session.app.create_workspace(name).await?;
     let value = json!({
         "workspace": workspace_json(&workspace),
@@ -55,7 +78,7 @@ pub(super) async fn create_workspace(name: &str, common: Common) -> Result<(), E
 }
 
 pub(super) async fn list_workspaces(common: Common) -> Result<(), Error> {
-    let session = Session::open(&common).await?;
+    let session = Session::open(&common, Schema::Current).await?;
     let workspaces = session.app.workspaces().await?;
     let value = Json::Array(workspaces.iter().map(workspace_json).collect());
     session.print(&value, || {

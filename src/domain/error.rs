@@ -65,12 +65,15 @@ pub enum Reason {
     TooManyIdentitySecrets,
     /// No identity secret has this id. Not in the contract's table.
     IdentitySecretNotFound,
+    /// A request larger than `--max-request-bytes`. Not in the contract's
+    /// table (which asks for "a clean status"); RESOURCE_EXHAUSTED, REST 413.
+    RequestTooLarge,
 }
 
 impl Reason {
     /// Every reason, in the order of the contract's table, so that tests and
     /// the api layer can check that none is forgotten.
-    pub const ALL: [Reason; 26] = [
+    pub const ALL: [Reason; 27] = [
         Reason::AttributeNotDefined,
         Reason::AttributeValueInvalid,
         Reason::AttributeValueTooLong,
@@ -97,6 +100,7 @@ impl Reason {
         Reason::OriginNotAllowed,
         Reason::TooManyIdentitySecrets,
         Reason::IdentitySecretNotFound,
+        Reason::RequestTooLarge,
     ];
 
     /// The code exactly as clients match on it (`google.rpc.ErrorInfo.reason`).
@@ -128,6 +132,7 @@ impl Reason {
             Reason::OriginNotAllowed => "origin_not_allowed",
             Reason::TooManyIdentitySecrets => "too_many_identity_secrets",
             Reason::IdentitySecretNotFound => "identity_secret_not_found",
+            Reason::RequestTooLarge => "request_too_large",
         }
     }
 }
@@ -298,6 +303,7 @@ mod tests {
                 "origin_not_allowed",
                 "too_many_identity_secrets",
                 "identity_secret_not_found",
+                "request_too_large",
             ]
         );
         assert_eq!(Reason::TooManyValues.to_string(), "too_many_values");

@@ -22,10 +22,11 @@ impl AttributeKey {
     /// Parses a key for an RPC that refers to an attribute by key (writes,
     /// ClearAttribute, GetAttributes filters): a string that cannot be a key
     /// cannot have been declared either, so the contract makes it
-    /// `attribute_not_defined`. The error names no attribute (it is not one);
-    /// the caller knows which request field it came from.
+    /// `attribute_not_defined`, whose ErrorInfo names the attribute as sent
+    /// (`metadata.attribute`), like that of a well-formed undeclared key, so
+    /// a client finds the offending one by the same field either way.
     pub fn parse_reference(s: &str) -> Result<Self, Error> {
-        Self::parse_with(s, Reason::AttributeNotDefined)
+        Self::parse_with(s, Reason::AttributeNotDefined).map_err(|e| e.with_attribute(s))
     }
 
     fn parse_with(s: &str, reason: Reason) -> Result<Self, Error> {

@@ -98,9 +98,18 @@ where
             match app.authorize(credentials, scope).await {
                 Ok(principal) => {
                     request.extensions_mut().insert(principal);
-                    inner.call(request).await
+                    let mut response = inner.call(request).await?;
+                    // For the log line of a failed call (workspace, key id).
+                    response.extensions_mut().insert(principal);
+                    Ok(response)
                 }
-                Err(err) => Ok(Status::from(err).into_http()),
+                Err(denied) => {
+                    let mut response = Status::from(denied.error).into_http();
+                    if let Some(principal) = denied.principal {
+                        response.extensions_mut().insert(principal);
+                    }
+                    Ok(response)
+                }
             }
         })
     }

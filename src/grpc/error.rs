@@ -39,7 +39,7 @@ pub fn code(reason: Reason) -> Code {
         Reason::PersonNotFound | Reason::AttributeDefinitionNotFound => Code::NotFound,
         Reason::AttributeAlreadyExists => Code::AlreadyExists,
         Reason::Unavailable => Code::Unavailable,
-        Reason::RateLimited => Code::ResourceExhausted,
+        Reason::RateLimited | Reason::RequestTooLarge => Code::ResourceExhausted,
     }
 }
 
@@ -69,6 +69,12 @@ impl From<app::Error> for Status {
             }
         }
     }
+}
+
+/// The status of a refusal made outside the use cases (the request's size,
+/// say), with its ErrorInfo like every other.
+pub fn refusal(reason: Reason, message: impl Into<String>) -> Status {
+    status(&Error::new(reason, message), ErrorDetails::new())
 }
 
 /// The status of `error`, with its ErrorInfo added to `details`.
@@ -120,6 +126,7 @@ mod tests {
             (Reason::OriginNotAllowed, Code::PermissionDenied),
             (Reason::TooManyIdentitySecrets, Code::FailedPrecondition),
             (Reason::IdentitySecretNotFound, Code::NotFound),
+            (Reason::RequestTooLarge, Code::ResourceExhausted),
         ];
         assert_eq!(expected.len(), Reason::ALL.len());
         for (reason, want) in expected {

@@ -1,11 +1,16 @@
 //! The tower layer in front of every RPC: one tracing span per call (method,
-//! gRPC status code, latency), the `grpc_server_*` metrics, a server-wide
-//! concurrency limit and a per-request timeout, each answered with a gRPC
-//! status a client can act on.
+//! gRPC status code, latency; on failure the reason, workspace, key id, peer
+//! and request id), the `grpc_server_*` metrics, a server-wide concurrency
+//! limit and a per-request timeout, each answered with a gRPC status a
+//! client can act on.
 
 use std::{
     collections::HashMap,
-    sync::Arc,
+    net::SocketAddr,
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicU64, Ordering},
+    },
     task::{Context, Poll},
     time::{Duration, Instant},
 };
@@ -14,11 +19,17 @@ use tonic::{
     Code, Status,
     body::Body,
     codegen::{BoxFuture, http},
+    transport::server::TcpConnectInfo,
 };
+use tonic_types::StatusExt;
 use tower::{Layer, Service};
 use tracing::{Instrument, field::Empty};
 
-use crate::metrics::{GrpcMethod, Metrics};
+use crate::{
+    app::Principal,
+    domain::Reason,
+    metrics::{GrpcMethod, Metrics},
+};
 
 /// Marks a call the REST face made (an extension of the request): it is
 /// counted once, in `http_server_*`, not again as gRPC.
@@ -133,13 +144,29 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        let request_id = request_id(request.headers());
+        // The REST face set one already; gRPC calls get theirs here.
+        request.headers_mut().insert(REQUEST_ID, request_id.clone());
         let span = tracing::info_span!(
             "rpc",
             method = %request.uri().path(),
+            trace_id = Empty,
             code = Empty,
             latency_ms = Empty,
+            reason = Empty,
+            workspace = Empty,
+            key_id = Empty,
+            peer = Empty,
+            request_id = Empty,
         );
+        if let Some(trace) = trace_id(request.headers()) {
+            span.record("trace_id", trace);
+        }
+        let peer = request
+            .extensions()
+            .get::<TcpConnectInfo>()
+            .and_then(TcpConnectInfo::remote_addr);
         // Over the limit the request is answered at once rather than queued:
         // a queue would only turn overload into timeouts.
         let permit = self.permits.clone().try_acquire_owned();
@@ -168,20 +195,58 @@ where
                         .into_http()),
                     },
                 };
-                let response = response.map(oversized_as_resource_exhausted);
-                if let Ok(response) = &response {
-                    let code = grpc_code(response).unwrap_or(Code::Ok);
+                let mut response = response.map(oversized_as_resource_exhausted);
+                if let Ok(response) = &mut response {
                     let took = started.elapsed();
                     if let Some(method) = &observed {
-                        method.handled(code as i32, took);
+                        method.handled(grpc_code(response).unwrap_or(Code::Ok) as i32, took);
                     }
-                    record_outcome(code, took);
+                    record_outcome(response, took, peer, &request_id);
+                    response.headers_mut().insert(REQUEST_ID, request_id);
                 }
                 response
             }
             .instrument(span),
         )
     }
+}
+
+/// The header (and gRPC metadata key) of a request's id: the caller's,
+/// when it sent a usable one, else made by the server; returned on the
+/// response and written on the request's log lines.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// The request's id: its `x-request-id` when that is 1 to 128 visible ASCII
+/// characters, else a new one (a random prefix per process and a counter:
+/// unique without a system call per request).
+pub fn request_id(headers: &http::HeaderMap) -> http::HeaderValue {
+    if let Some(given) = headers.get(REQUEST_ID)
+        && (1..=128).contains(&given.len())
+        && given.as_bytes().iter().all(|b| b.is_ascii_graphic())
+    {
+        return given.clone();
+    }
+    static PREFIX: OnceLock<u32> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| {
+        let mut bytes = [0u8; 4];
+        // Without randomness, ids are still unique within the process.
+        let _ = getrandom::fill(&mut bytes);
+        u32::from_le_bytes(bytes)
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    http::HeaderValue::try_from(format!("{prefix:08x}{n:012x}"))
+        .expect("hex digits are a valid header value")
+}
+
+/// The trace id of a W3C `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`),
+/// if it has one that is not all zeros.
+fn trace_id(headers: &http::HeaderMap) -> Option<&str> {
+    let value = headers.get("traceparent")?.to_str().ok()?;
+    let mut parts = value.split('-');
+    let (_version, trace, parent) = (parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, len| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+    (hex(trace, 32) && hex(parent, 16) && trace.bytes().any(|b| b != b'0')).then_some(trace)
 }
 
 /// tonic refuses a request over `max_decoding_message_size` with OUT_OF_RANGE;
@@ -201,7 +266,8 @@ fn oversized_as_resource_exhausted(response: http::Response<Body>) -> http::Resp
     if !oversized {
         return response;
     }
-    Status::resource_exhausted(
+    super::refusal(
+        Reason::RequestTooLarge,
         "the request message is larger than the server accepts (see --max-request-bytes); \
          send fewer or smaller values",
     )
@@ -220,8 +286,17 @@ fn grpc_code(response: &http::Response<Body>) -> Option<Code> {
 
 /// Records the status code on the current span and logs the call. Errors of
 /// unary RPCs are always in the headers (a trailers-only response); a
-/// response without `grpc-status` there is a success or an open stream.
-fn record_outcome(code: Code, elapsed: Duration) {
+/// response without `grpc-status` there is a success or an open stream. A
+/// failed call's line also names its reason (the ErrorInfo's), the
+/// workspace and key id of its key (never the key), the peer and the
+/// request id.
+fn record_outcome(
+    response: &http::Response<Body>,
+    elapsed: Duration,
+    peer: Option<SocketAddr>,
+    request_id: &http::HeaderValue,
+) {
+    let code = grpc_code(response).unwrap_or(Code::Ok);
     // Recording formats the fields into the span (a few allocations): on
     // the hot path of a busy server, only when the line will be written.
     if code == Code::Ok && !tracing::enabled!(tracing::Level::DEBUG) {
@@ -229,7 +304,27 @@ fn record_outcome(code: Code, elapsed: Duration) {
     }
     let span = tracing::Span::current();
     span.record("code", tracing::field::debug(code));
-    span.record("latency_ms", elapsed.as_secs_f64() * 1000.0);
+    // Microseconds are all a person reads; f64 noise is not.
+    span.record(
+        "latency_ms",
+        (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0,
+    );
+    if let Ok(id) = request_id.to_str() {
+        span.record("request_id", id);
+    }
+    if let Some(peer) = peer {
+        span.record("peer", tracing::field::display(peer));
+    }
+    if let Some(principal) = response.extensions().get::<Principal>() {
+        span.record("workspace", tracing::field::display(principal.workspace));
+        span.record("key_id", tracing::field::display(principal.key_id));
+    }
+    if code != Code::Ok
+        && let Some(status) = Status::from_header_map(response.headers())
+        && let Some(info) = status.get_details_error_info()
+    {
+        span.record("reason", info.reason.as_str());
+    }
     match code {
         Code::Ok => tracing::debug!("rpc finished"),
         Code::Internal

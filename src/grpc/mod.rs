@@ -14,6 +14,6 @@ mod settings;
 pub use attributes::Attributes;
 pub use auth::Guarded;
 pub use definitions::Definitions;
-pub use error::{ERROR_DOMAIN, code};
-pub use middleware::{FromRest, RpcLayer, RpcMetrics, RpcService};
+pub use error::{ERROR_DOMAIN, code, refusal};
+pub use middleware::{FromRest, REQUEST_ID, RpcLayer, RpcMetrics, RpcService, request_id};
 pub use settings::WorkspaceSettings;

@@ -23,23 +23,26 @@ use tower_http::cors::{AllowOrigin, Cors, CorsLayer};
 use crate::domain::SharedPreflightOrigins;
 
 /// Request headers a browser may send: the key, JSON, gRPC-Web's own, a
-/// deadline and the identity signature of browser writes.
-const ALLOWED_HEADERS: [&str; 6] = [
+/// deadline, the identity signature of browser writes and a request id.
+const ALLOWED_HEADERS: [&str; 7] = [
     "authorization",
     "content-type",
     "x-grpc-web",
     "x-user-agent",
     "grpc-timeout",
     "x-vevee-identity",
+    "x-request-id",
 ];
 
 /// Response headers a browser's script may read: gRPC-Web's status (its
-/// errors are in headers) and when to retry.
-const EXPOSED_HEADERS: [&str; 4] = [
+/// errors are in headers), when to retry, and the request id to quote in a
+/// support request.
+const EXPOSED_HEADERS: [&str; 5] = [
     "grpc-status",
     "grpc-message",
     "grpc-status-details-bin",
     "retry-after",
+    "x-request-id",
 ];
 
 /// Applies [`BrowserCors`].

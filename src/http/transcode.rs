@@ -110,7 +110,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
         if is_grpc(request.headers()) {
             return Box::pin(self.inner.call(request));
         }
@@ -118,11 +118,17 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let shared = self.shared.clone();
+        // Made here, so that the inner call logs the id this answer returns.
+        let id = crate::grpc::request_id(request.headers());
+        request
+            .headers_mut()
+            .insert(crate::grpc::REQUEST_ID, id.clone());
         Box::pin(async move {
             let started = Instant::now();
             let method = method_label(request.method());
             let mut route = None;
-            let response = rest(&shared, inner, request, &mut route).await;
+            let mut response = rest(&shared, inner, request, &mut route).await;
+            response.headers_mut().insert(crate::grpc::REQUEST_ID, id);
             let route = route.unwrap_or_else(|| shared.unmatched.clone());
             let status = response.status().as_u16();
             shared
@@ -200,11 +206,14 @@ where
             let bytes = match Limited::new(body, shared.max_request_bytes).collect().await {
                 Ok(collected) => collected.to_bytes(),
                 Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-                    let status = Status::resource_exhausted(format!(
-                        "the request body is larger than the server accepts ({} bytes, see \
+                    let status = crate::grpc::refusal(
+                        crate::domain::Reason::RequestTooLarge,
+                        format!(
+                            "the request body is larger than the server accepts ({} bytes, see \
                          --max-request-bytes); send fewer or smaller values",
-                        shared.max_request_bytes
-                    ));
+                            shared.max_request_bytes
+                        ),
+                    );
                     return error(shared, StatusCode::PAYLOAD_TOO_LARGE, &status);
                 }
                 Err(e) => {

@@ -22,7 +22,8 @@
 /// Implements [`AdminStore`](crate::storage::AdminStore) for `$store`: reads
 /// run on the pool in the field named after `reads:`, writes (and migrations)
 /// on the one after `writes:`, and `migrator:` is the `sqlx::migrate!(..)`
-/// of the backend's schema.
+/// of the backend's schema. Backups differ by backend: `$store` has an
+/// inherent `async fn backup_into(&self, &Path) -> Result<()>`.
 macro_rules! sql_admin_store {
     ($store:ty { reads: $reader:ident, writes: $writer:ident, migrator: $migrator:expr $(,)? }) => {
         // A block of its own, so that these imports neither need nor clash
@@ -65,10 +66,46 @@ macro_rules! sql_admin_store {
             impl AdminStore for $store {
                 #[instrument(level = "debug", skip_all)]
                 async fn migrate(&self) -> Result<()> {
+                    // sqlx's own refusal ("migration 6 was previously applied
+                    // but is missing") names neither version.
+                    if let $crate::storage::Schema::Newer { database, binary } = self.schema().await? {
+                        return Err($crate::storage::Error::Config(
+                            $crate::storage::Schema::newer_message(database, binary),
+                        ));
+                    }
                     let writer = self.$writer.clone();
                     detached(async move {
                         $migrator.run(&writer).await?;
                         Ok(())
+                    })
+                    .await
+                }
+
+                #[instrument(level = "debug", skip_all)]
+                async fn backup(&self, path: &std::path::Path) -> Result<()> {
+                    self.backup_into(path).await
+                }
+
+                #[instrument(level = "debug", skip_all)]
+                async fn schema(&self) -> Result<$crate::storage::Schema> {
+                    let reader = self.$reader.clone();
+                    detached(async move {
+                        // sqlx creates the table on the first migration; a
+                        // database without it was never migrated.
+                        let applied: Vec<i64> = match sqlx::query_scalar(
+                            "SELECT version FROM _sqlx_migrations WHERE success",
+                        )
+                        .fetch_all(&reader)
+                        .await
+                        {
+                            Ok(applied) => applied,
+                            Err(sqlx::Error::Database(e))
+                                if e.message().contains("no such table")
+                                    || e.code().as_deref() == Some("42P01") => Vec::new(),
+                            Err(e) => return Err(e.into()),
+                        };
+                        let known: Vec<i64> = $migrator.iter().map(|m| m.version).collect();
+                        Ok($crate::storage::Schema::compare(&applied, &known))
                     })
                     .await
                 }

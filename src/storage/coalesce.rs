@@ -209,6 +209,7 @@ impl Error {
             Error::Unavailable(e) => Error::Unavailable(e.clone()),
             Error::AlreadyExists => Error::AlreadyExists,
             Error::Config(m) => Error::Config(m.clone()),
+            Error::Missing(m) => Error::Missing(m.clone()),
             Error::Refused(failures) => Error::Refused(failures.clone()),
             Error::RequestReused => Error::RequestReused,
             Error::RequestInProgress => Error::RequestInProgress,

@@ -351,10 +351,17 @@ pub enum Error {
     /// time. Becomes `UNAVAILABLE`: safe to retry.
     #[error("database unavailable: {0}")]
     Unavailable(#[source] Arc<sqlx::Error>),
-    /// The database URL or options cannot be used. Only [`connect`] returns
-    /// it; the message never contains a password.
-    #[error("invalid database configuration: {0}")]
+    /// The database URL or options cannot be used, or the database refused
+    /// them for good (a missing directory, database or role, a wrong
+    /// password): retrying cannot help. Only [`connect`] and the schema
+    /// checks return it; the message is for people and never contains a
+    /// password.
+    #[error("{0}")]
     Config(String),
+    /// The database named does not exist and [`StoreOptions::create_if_missing`]
+    /// is off. Only [`connect`] returns it.
+    #[error("{0}")]
+    Missing(String),
     /// A request_id seen before (within the retention) with another request
     /// body or on another RPC. Becomes `INVALID_ARGUMENT` `request_id_reused`.
     #[error("the request_id was used for another request")]
@@ -451,6 +458,53 @@ fn unique_violation_is_already_exists(err: sqlx::Error) -> Error {
     }
 }
 
+/// How a database's schema compares with the migrations this binary carries
+/// (versions are the numbers of the files in `migrations/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    /// Every migration of this binary is applied, and no other.
+    Current,
+    /// Migrations of this binary are missing: `migrate` (or `serve`) applies
+    /// them. `database` is the highest version applied, `None` on a database
+    /// never migrated.
+    Behind {
+        /// The database's highest applied version.
+        database: Option<i64>,
+        /// This binary's highest version.
+        binary: i64,
+    },
+    /// The database holds a migration this binary does not know: a newer
+    /// release migrated it.
+    Newer {
+        /// The database's highest applied version.
+        database: i64,
+        /// This binary's highest version.
+        binary: i64,
+    },
+}
+
+impl Schema {
+    /// Compares the versions applied to a database with those a binary knows.
+    pub(crate) fn compare(applied: &[i64], known: &[i64]) -> Schema {
+        let binary = known.iter().copied().max().unwrap_or(0);
+        let database = applied.iter().copied().max();
+        match database {
+            Some(database) if database > binary => Schema::Newer { database, binary },
+            _ if known.iter().all(|v| applied.contains(v)) => Schema::Current,
+            _ => Schema::Behind { database, binary },
+        }
+    }
+
+    /// The message for a schema newer than this binary's.
+    pub(crate) fn newer_message(database: i64, binary: i64) -> String {
+        format!(
+            "the database schema is at version {database}, newer than this binary's \
+             (version {binary}): a newer release migrated it; run that release, or see \
+             README \"Upgrading\" to roll back"
+        )
+    }
+}
+
 /// The SQLite `synchronous` setting: how hard each commit waits for the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SqliteSynchronous {
@@ -477,23 +531,29 @@ pub struct StoreOptions {
     pub sqlite_busy_timeout: Duration,
     /// SQLite's durability/speed trade.
     pub sqlite_synchronous: SqliteSynchronous,
+    /// Whether a missing SQLite file is created (by `serve` and `migrate`)
+    /// or is an [`Error::Missing`] (every other command: a typo in the URL
+    /// must not make a new, empty database).
+    pub create_if_missing: bool,
 }
 
 impl Default for StoreOptions {
-    /// 10 connections, a 3 s acquire timeout, a 5 s SQLite busy timeout and
-    /// `synchronous = FULL`.
+    /// 10 connections, a 3 s acquire timeout, a 5 s SQLite busy timeout,
+    /// `synchronous = FULL`, and a missing SQLite file created.
     fn default() -> Self {
         StoreOptions {
             max_connections: 10,
             acquire_timeout: Duration::from_secs(3),
             sqlite_busy_timeout: Duration::from_secs(5),
             sqlite_synchronous: SqliteSynchronous::Full,
+            create_if_missing: true,
         }
     }
 }
 
 /// Opens the store that `url` names: `sqlite://path` or `sqlite:path` (the
-/// file is created if missing), `postgres://...` or `postgresql://...`.
+/// file is created if missing, when the options say so), `postgres://...` or
+/// `postgresql://...`.
 ///
 /// At least one connection is opened before this returns, so an unreachable
 /// database is an [`Error::Unavailable`] here. It does not migrate: call
@@ -522,8 +582,19 @@ pub async fn connect(url: &str, opts: &StoreOptions) -> Result<Arc<dyn Store>> {
 #[async_trait]
 pub trait AdminStore: Send + Sync + 'static {
     /// Brings the schema up to date; safe to run again and from several
-    /// processes at once.
+    /// processes at once. A schema newer than this binary's is an
+    /// [`Error::Config`] naming both versions, and nothing is changed.
     async fn migrate(&self) -> Result<()>;
+
+    /// How the database's schema compares with this binary's migrations,
+    /// without changing anything.
+    async fn schema(&self) -> Result<Schema>;
+
+    /// Writes a consistent copy of the database to the new file `path`
+    /// while it keeps serving (SQLite's `VACUUM INTO`: one read transaction,
+    /// so the copy holds every commit made before it began). PostgreSQL
+    /// refuses with an [`Error::Config`] naming pg_dump.
+    async fn backup(&self, path: &std::path::Path) -> Result<()>;
 
     /// A cheap round trip (`SELECT 1`) for health checks.
     async fn ping(&self) -> Result<()>;

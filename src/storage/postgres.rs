@@ -66,7 +66,7 @@ impl PgStore {
             .acquire_timeout(opts.acquire_timeout)
             .connect_with(connect_options)
             .await
-            .map_err(|e| tls_refusal(&e).map_or_else(|| e.into(), Error::Config))?;
+            .map_err(|e| tls_refusal(&e).map_or_else(|| permanent_as_config(e), Error::Config))?;
         // Half the pool at most (none of a pool of one), so that
         // definitions, keys and the health probe always find a connection.
         let held = Held::new(pool.clone(), (opts.max_connections / 2) as usize);
@@ -219,6 +219,35 @@ pub(crate) fn is_outage(err: &dyn DatabaseError) -> bool {
     };
     let code = pg.code();
     code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
+}
+
+impl PgStore {
+    /// PostgreSQL has its own tools, which also give point-in-time recovery.
+    async fn backup_into(&self, _path: &std::path::Path) -> Result<()> {
+        Err(Error::Config(
+            "backup copies SQLite databases; for PostgreSQL use pg_dump (or base backups with \
+             WAL archiving for point-in-time recovery; README \"Backups\")"
+                .to_owned(),
+        ))
+    }
+}
+
+/// A connection refused for good (no such database or role, a wrong
+/// password, no permission) becomes [`Error::Config`] with PostgreSQL's own
+/// message, without the server source line sqlx appends ("at line 948"):
+/// retrying cannot help, and the operator needs the plain reason.
+fn permanent_as_config(err: sqlx::Error) -> Error {
+    if let sqlx::Error::Database(db) = &err
+        && let Some(pg) = db.try_downcast_ref::<PgDatabaseError>()
+        && !is_outage(db.as_ref())
+    {
+        return Error::Config(format!(
+            "the database refused the connection: {} (SQLSTATE {})",
+            pg.message(),
+            pg.code()
+        ));
+    }
+    err.into()
 }
 
 // The migrator takes an advisory lock, so replicas starting together apply

@@ -62,9 +62,30 @@ impl SqliteStore {
 
     /// Opens (creating if needed) the database file and both pools.
     pub(crate) async fn connect(url: &str, opts: &StoreOptions) -> Result<Self> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| Error::Config(e.to_string()))?
-            .create_if_missing(true)
+        let options =
+            SqliteConnectOptions::from_str(url).map_err(|e| Error::Config(e.to_string()))?;
+        // SQLite reports a missing file or directory as CANTOPEN, which is
+        // also what a passing I/O fault looks like: told apart here, so a
+        // typo fails at once instead of being retried as an outage.
+        let file = options.get_filename();
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        if !in_memory && !file.exists() {
+            let dir = file.parent().filter(|d| !d.as_os_str().is_empty());
+            if let Some(dir) = dir.filter(|d| !d.is_dir()) {
+                return Err(Error::Config(format!(
+                    "the directory {} of the SQLite file does not exist",
+                    dir.display()
+                )));
+            }
+            if !opts.create_if_missing {
+                return Err(Error::Missing(format!(
+                    "there is no SQLite database at {}",
+                    file.display()
+                )));
+            }
+        }
+        let options = options
+            .create_if_missing(opts.create_if_missing)
             // sqlx leaves the journal mode alone; WAL is what lets readers
             // run alongside the writer.
             .journal_mode(SqliteJournalMode::Wal)
@@ -87,6 +108,24 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         Ok(SqliteStore { reader, writer })
+    }
+}
+
+impl SqliteStore {
+    /// `VACUUM INTO` on a reader: the copy is one read transaction's
+    /// snapshot (WAL included, unlike a copy of the file), taken while the
+    /// writer keeps committing.
+    async fn backup_into(&self, path: &std::path::Path) -> Result<()> {
+        let reader = self.reader.clone();
+        let path = path.to_string_lossy().into_owned();
+        detached(async move {
+            sqlx::query("VACUUM INTO ?1")
+                .bind(path)
+                .execute(&reader)
+                .await?;
+            Ok(())
+        })
+        .await
     }
 }
 

@@ -58,11 +58,13 @@ async fn an_undeclared_or_malformed_attribute_is_not_defined(db: &TestDb) {
         "attribute_not_defined",
     );
     assert_eq!(error_attribute(&status).as_deref(), Some("nope"));
-    assert_refused(
+    let status = assert_refused(
         set(&app, &keys.sk_live, "u", "Not A Key!", s("x")).await,
         Code::InvalidArgument,
         "attribute_not_defined",
     );
+    // A malformed key is named like an undeclared one.
+    assert_eq!(error_attribute(&status).as_deref(), Some("Not A Key!"));
     set(&app, &keys.sk_live, "u", "name", s("Ada"))
         .await
         .unwrap();
@@ -93,6 +95,37 @@ async fn an_undeclared_or_malformed_attribute_is_not_defined(db: &TestDb) {
             .await,
         Code::InvalidArgument,
         "attribute_not_defined",
+    );
+    let status = assert_refused(
+        app.attributes()
+            .get_attributes(authed(
+                &keys.sk_live,
+                pb::GetAttributesRequest {
+                    distinct_id: "u".into(),
+                    attributes: vec!["name".into(), "Bad-Key".into()],
+                    include_archived: false,
+                },
+            ))
+            .await,
+        Code::InvalidArgument,
+        "attribute_not_defined",
+    );
+    assert_eq!(error_attribute(&status).as_deref(), Some("Bad-Key"));
+    // Messages to people never show Rust's debug formatting.
+    let status = assert_refused(
+        get(&app, &keys.sk_live, "nobody").await,
+        Code::NotFound,
+        "person_not_found",
+    );
+    assert!(
+        !status.message().contains("DistinctId("),
+        "{}",
+        status.message()
+    );
+    assert!(
+        status.message().contains("\"nobody\""),
+        "{}",
+        status.message()
     );
     app.stop().await;
 }

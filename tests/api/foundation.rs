@@ -231,6 +231,12 @@ async fn an_oversized_request_gets_resource_exhausted_and_the_server_keeps_servi
         status.message().contains("--max-request-bytes"),
         "{status:?}"
     );
+    {
+        use tonic_types::StatusExt;
+        let info = status.get_details_error_info().expect("an ErrorInfo");
+        assert_eq!(info.reason, "request_too_large");
+        assert_eq!(info.domain, "attributes.vevee.dev");
+    }
     set(&app, &keys.sk_live, "u", "bio", s("short"))
         .await
         .expect("the next request is served");

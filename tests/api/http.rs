@@ -850,7 +850,13 @@ async fn unknown_paths_wrong_methods_and_oversized_bodies_get_clean_answers() {
             "{}",
             answer.text
         );
-        assert_eq!(answer.json["code"], 8);
+        answer.refused(413, Code::ResourceExhausted, "request_too_large");
+        // Every REST answer carries its request id, made when none was sent.
+        assert!(
+            answer.headers.contains_key("x-request-id"),
+            "{:?}",
+            answer.headers
+        );
         // The connection survives: the next call on it is answered.
         let after = rest
             .send(Method::GET, "/api/v1/settings", Some(sk), None, &[])
@@ -905,6 +911,7 @@ async fn cors_preflights_and_responses_carry_the_contract_headers() {
             "x-user-agent",
             "grpc-timeout",
             "x-vevee-identity",
+            "x-request-id",
         ] {
             assert!(allowed.contains(name), "{allowed}");
         }
@@ -928,9 +935,11 @@ async fn cors_preflights_and_responses_carry_the_contract_headers() {
             "grpc-message",
             "grpc-status-details-bin",
             "retry-after",
+            "x-request-id",
         ] {
             assert!(exposed.contains(name), "{exposed}");
         }
+        assert!(answer.headers.contains_key("x-request-id"));
         // Errors carry them too, so a page can read them.
         let refused = rest
             .send(

@@ -141,11 +141,10 @@ impl TestDb {
     /// A URL of the same backend whose database cannot be reached.
     pub(crate) fn unreachable_url(&self) -> String {
         match &self.backend {
-            // Root ignores permissions, so only a missing directory is a
-            // reliable way to make a file unopenable.
-            Backend::Sqlite { _dir } => {
-                format!("sqlite://{}/missing/dir/test.db", _dir.path().display())
-            }
+            // Root ignores permissions, so a directory where the file should
+            // be is the reliable way to make it unopenable. (A missing
+            // directory is a configuration error, not an outage.)
+            Backend::Sqlite { _dir } => format!("sqlite://{}", _dir.path().display()),
             // Port 1 (tcpmux) is not served here: the connection is refused.
             Backend::Postgres { .. } => "postgres://postgres@127.0.0.1:1/test".to_owned(),
         }
