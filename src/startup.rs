@@ -15,6 +15,7 @@ use crate::{
     http,
     proto::{
         self,
+        longrunning::operations_server::OperationsServer,
         v1::{
             attribute_definitions_service_server::AttributeDefinitionsServiceServer,
             attributes_service_server::AttributesServiceServer,
@@ -150,6 +151,8 @@ impl Application {
         let settings =
             WorkspaceSettingsServiceServer::new(grpc::WorkspaceSettings::new(app.clone()))
                 .max_decoding_message_size(limit);
+        let operations = OperationsServer::new(grpc::Operations::new(app.clone()))
+            .max_decoding_message_size(limit);
         let monitor = tokio::spawn(monitor_database(
             self.store.clone(),
             health.clone(),
@@ -157,6 +160,18 @@ impl Application {
         ));
 
         let sweeper = tokio::spawn(sweep_requests(app.clone(), args.request_sweep_interval));
+        // Resumes purges left unfinished by a stopped or killed server, and
+        // runs the ones started here.
+        let purger = {
+            let app = app.clone();
+            let settings = app::PurgeSettings {
+                batch_size: args.purge_batch_size,
+                pause: args.purge_batch_pause,
+                lease: args.operation_lease,
+                poll: args.operation_lease / 2,
+            };
+            tokio::spawn(async move { app.run_operations(settings).await })
+        };
 
         let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -173,7 +188,8 @@ impl Application {
             .layer(RpcLayer::new(args.concurrency_limit, args.request_timeout))
             .add_service(Guarded::new(attributes, app.clone()))
             .add_service(Guarded::new(definitions, app.clone()))
-            .add_service(Guarded::new(settings, app))
+            .add_service(Guarded::new(settings, app.clone()))
+            .add_service(Guarded::new(operations, app))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -192,6 +208,10 @@ impl Application {
         tracing::info!(grace = ?args.shutdown_grace, "shutting down");
         monitor.abort();
         sweeper.abort();
+        // A purge stopped between batches loses nothing: each batch is
+        // committed with its progress, and the lease lets the next server
+        // resume it.
+        purger.abort();
         // Load balancers and watchers hear about the shutdown before connections close.
         set_all(&health, ServingStatus::NotServing).await;
         let _ = stop_tx.send(());

@@ -11,6 +11,8 @@
 //! - `values`: setting, reading and clearing a person's values.
 //! - `settings`: workspace settings with update masks.
 //! - `identity`: identity secrets and the check of identity signatures.
+//! - `operations`: purging attributes as long-running operations, and the
+//!   worker that runs them.
 //! - `catalog`: the caches, with their staleness bound.
 //! - `rate_limit`: token buckets of public keys ([`Rate`], [`Clock`]).
 //! - `error`: [`Error`], the one error type of the layer.
@@ -21,6 +23,7 @@ mod catalog;
 mod definitions;
 mod error;
 mod identity;
+mod operations;
 mod rate_limit;
 mod settings;
 mod values;
@@ -35,6 +38,10 @@ pub use definitions::{
 };
 pub use error::Error;
 pub use identity::{IssuedSecret, MAX_ACTIVE_IDENTITY_SECRETS};
+pub use operations::{
+    DEFAULT_OPERATIONS_PAGE_SIZE, MAX_OPERATION_ATTEMPTS, OperationPage, PurgeSettings,
+    operation_name,
+};
 pub use rate_limit::{Clock, Rate, SystemClock};
 pub use settings::SettingsField;
 pub use values::{
@@ -64,6 +71,8 @@ struct Inner {
     per_key: Option<Limiter>,
     /// Buckets per person written by public keys; `None`: not limited.
     per_person: Option<Limiter>,
+    /// Wakes this replica's operation worker when a purge starts here.
+    operations_wake: tokio::sync::Notify,
 }
 
 /// Most buckets each limiter keeps: one per person recently written by a
@@ -115,6 +124,7 @@ impl App {
                 catalog,
                 per_key: limiter(limits.per_key),
                 per_person: limiter(limits.per_person),
+                operations_wake: tokio::sync::Notify::new(),
             }),
         }
     }

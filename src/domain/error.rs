@@ -65,12 +65,17 @@ pub enum Reason {
     TooManyIdentitySecrets,
     /// No identity secret has this id. Not in the contract's table.
     IdentitySecretNotFound,
+    /// DeleteAttributeDefinition of a definition that isn't archived.
+    AttributeNotArchived,
+    /// No long-running operation of the workspace has this name. Not in
+    /// the contract's table; NOT_FOUND.
+    OperationNotFound,
 }
 
 impl Reason {
     /// Every reason, in the order of the contract's table, so that tests and
     /// the api layer can check that none is forgotten.
-    pub const ALL: [Reason; 26] = [
+    pub const ALL: [Reason; 28] = [
         Reason::AttributeNotDefined,
         Reason::AttributeValueInvalid,
         Reason::AttributeValueTooLong,
@@ -97,6 +102,8 @@ impl Reason {
         Reason::OriginNotAllowed,
         Reason::TooManyIdentitySecrets,
         Reason::IdentitySecretNotFound,
+        Reason::AttributeNotArchived,
+        Reason::OperationNotFound,
     ];
 
     /// The code exactly as clients match on it (`google.rpc.ErrorInfo.reason`).
@@ -128,6 +135,8 @@ impl Reason {
             Reason::OriginNotAllowed => "origin_not_allowed",
             Reason::TooManyIdentitySecrets => "too_many_identity_secrets",
             Reason::IdentitySecretNotFound => "identity_secret_not_found",
+            Reason::AttributeNotArchived => "attribute_not_archived",
+            Reason::OperationNotFound => "operation_not_found",
         }
     }
 }

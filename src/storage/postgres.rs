@@ -23,7 +23,7 @@ use crate::{
     storage::{
         BatchPersonRow, Cleared, Error, PersonRead, PersonUpdate, PersonValues, PersonWrite,
         REQUEST_RETENTION, Receipt, RecordedRequest, Result, Stamped, StoreOptions, Updated,
-        ValueStore, admin, answer_reads, detached, now, stamp,
+        ValueStore, admin, answer_reads, detached, now, operations, stamp,
         update::{self, Owner, Plan, Snapshot},
     },
 };
@@ -137,6 +137,11 @@ pub(crate) fn is_outage(err: &dyn DatabaseError) -> bool {
 
 // The migrator takes an advisory lock, so replicas starting together apply
 // each migration once.
+operations::sql_operation_store!(PgStore {
+    reads: pool,
+    writes: pool,
+});
+
 admin::sql_admin_store!(PgStore {
     reads: pool,
     writes: pool,

@@ -26,7 +26,7 @@ use crate::{
     storage::{
         Cleared, Error, PersonUpdate, PersonValues, PersonWrite, REQUEST_RETENTION, Receipt,
         RecordedRequest, Result, SqliteSynchronous, Stamped, StoreOptions, Updated, ValueRow,
-        ValueStore, admin, collect_values, detached, now, stamp,
+        ValueStore, admin, collect_values, detached, now, operations, stamp,
         update::{self, Owner, Plan, Snapshot},
     },
 };
@@ -395,6 +395,11 @@ pub(crate) fn is_outage(err: &dyn DatabaseError) -> bool {
         codes::BUSY | codes::IOERR | codes::FULL | codes::CANTOPEN
     )
 }
+
+operations::sql_operation_store!(SqliteStore {
+    reads: reader,
+    writes: writer,
+});
 
 admin::sql_admin_store!(SqliteStore {
     reads: reader,

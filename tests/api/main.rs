@@ -19,6 +19,7 @@ mod helpers;
 mod http;
 mod idempotency;
 mod outage;
+mod purge;
 mod safety;
 mod scope;
 mod updates;
