@@ -307,6 +307,8 @@ mod tests {
                 "origin_not_allowed",
                 "too_many_identity_secrets",
                 "identity_secret_not_found",
+                "attribute_not_archived",
+                "operation_not_found",
             ]
         );
         assert_eq!(Reason::TooManyValues.to_string(), "too_many_values");
