@@ -30,7 +30,9 @@ pub struct OperationRecord {
     pub attribute_key: String,
     /// Values deleted so far, every mode together.
     pub values_deleted: i64,
-    /// The next batch deletes values of persons after this one.
+    /// The next batch deletes values of persons after this one; cleared
+    /// when the operation ends, so that no ended operation holds a
+    /// person's id (erasure, section 9).
     pub resume_after: Option<PersonId>,
     /// How many times a worker took the operation.
     pub attempts: i64,
@@ -429,7 +431,8 @@ macro_rules! sql_operation_store {
                         let at = now();
                         let done = sqlx::query_as(
                             "UPDATE operations SET done = $3, done_at = $4, updated_at = $4, \
-                                 lease_owner = NULL, lease_expires_ms = NULL \
+                                 resume_after = NULL, lease_owner = NULL, \
+                                 lease_expires_ms = NULL \
                              WHERE workspace_id = $1 AND id = $2 \
                              RETURNING workspace_id, id, attribute_key, values_deleted, \
                                        resume_after, attempts, done, error_code, \
@@ -464,7 +467,8 @@ macro_rules! sql_operation_store {
                         let failed = sqlx::query(
                             "UPDATE operations SET done = $4, error_code = $5, \
                                  error_message = $6, done_at = $7, updated_at = $7, \
-                                 lease_owner = NULL, lease_expires_ms = NULL \
+                                 resume_after = NULL, lease_owner = NULL, \
+                                 lease_expires_ms = NULL \
                              WHERE workspace_id = $1 AND id = $2 AND lease_owner = $3 \
                                AND NOT done",
                         )
