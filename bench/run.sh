@@ -235,9 +235,11 @@ SQL
   done
   echo "$op" >"$OUT/purge-operation.json"
   jq -r --arg without "$p99_without" --arg during "$p99_during" --arg running "$left" '
+    def secs: if test("\\.") then (split(".") as $p
+        | ($p[0] + "Z" | fromdateiso8601) + ("0." + ($p[1] | rtrimstr("Z")) | tonumber))
+      else fromdateiso8601 end;
     .metadata as $m
-    | (($m.endTime | sub("\\.[0-9]+"; "") | fromdateiso8601)
-       - ($m.startTime | sub("\\.[0-9]+"; "") | fromdateiso8601)) as $s
+    | (((($m.endTime // $m.updateTime) | secs) - ($m.startTime | secs)) * 100 | round / 100) as $s
     | "### Purge (PostgreSQL)\n\n"
       + "| SetAttribute @64 p99 without | during the purge | × | values purged | seconds | values/s | error |\n"
       + "|---|---|---|---|---|---|---|\n"
