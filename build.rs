@@ -7,6 +7,7 @@ const PROTOS: &[&str] = &[
     "vevee/attributes/v1/attributes.proto",
     "vevee/attributes/v1/attribute_definitions.proto",
     "vevee/attributes/v1/workspace_settings.proto",
+    "google/longrunning/operations.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -27,6 +28,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
 
     tonic_prost_build::configure()
+        // google.rpc.Status (an operation's error) is tonic-types' type, so
+        // that it converts to and from a tonic::Status like every detail.
+        .extern_path(".google.rpc", "::tonic_types::pb")
         .build_client(true)
         .build_server(true)
         .compile_fds(compiler.file_descriptor_set())?;

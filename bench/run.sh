@@ -32,6 +32,10 @@
 #                           (one thread: the server shares 2 cores with PostgreSQL
 #                           and the load generator; "" runs the default, one per core)
 #   BENCH_RSS_RPC=set-attribute  the RPC of the 1,000-stream memory sample
+#   BENCH_PURGE=1           0 skips the purge step (PostgreSQL): an attribute set on
+#                           BENCH_PURGE_PERSONS persons is purged while SetAttribute
+#                           runs at 64 concurrent (default: the 1 million persons, or
+#                           the matrix's population with BENCH_MILLION=0)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -53,6 +57,7 @@ PORT=${BENCH_PORT:-50151}
 OUT=${BENCH_OUT:-$ROOT/bench/results/$(date -u +%Y%m%dT%H%M%SZ)}
 SERVER_ARGS=${BENCH_SERVER_ARGS---worker-threads 1}
 RSS_RPC=${BENCH_RSS_RPC:-set-attribute}
+PURGE=${BENCH_PURGE:-1}
 ADDR="127.0.0.1:$PORT"
 # Public-key limits far above what a run sends, so that set-attribute-browser
 # pays for the buckets (they stay on) but is never refused by them.
@@ -217,6 +222,60 @@ serve_and_measure() { # system url
   rss_under_load "$system"
 }
 
+# Issue 14's target: SetAttribute at 64 concurrent with and without a purge
+# of another attribute set on $1 persons (of the live persons the server's
+# database holds), and the purge's own rate. Writes $OUT/purge.md for the
+# report; the load results go to $OUT/purge.jsonl, apart from the matrix.
+purge_step() { # persons
+  local persons=$1 api="http://$ADDR/api/v1" op id p99_without p99_during left
+  local auth="authorization: Bearer $VEVEE_KEY" json='content-type: application/json'
+  log "postgres: purge of an attribute set on $persons persons, SetAttribute at 64 concurrent"
+  curl -fsS -X POST "$api/attributes/definitions" -H "$auth" -H "$json" \
+    -d '{"key":"purged","type":"ATTRIBUTE_TYPE_TEXT"}' >/dev/null
+  psql -q "$DB_URL" -v ON_ERROR_STOP=1 -v n="$persons" >/dev/null <<'SQL'
+INSERT INTO attribute_values (workspace_id, person_id, attribute_key, value, updated_at, etag)
+SELECT workspace_id, person_id, 'purged', '"x"', now(), gen_random_uuid()
+FROM persons WHERE mode = 'live' ORDER BY person_id LIMIT :n;
+VACUUM ANALYZE attribute_values;
+CHECKPOINT;
+SQL
+  curl -fsS -X POST "$api/attributes/definitions/purged:archive" -H "$auth" -H "$json" -d '{}' >/dev/null
+  purge_load() { # tag
+    "$BIN/vevee-bench" load --addr "$ADDR" --rpc set-attribute --concurrency 64 \
+      --connections "$CONNECTIONS" --threads "$THREADS" --duration "${SECS}s" \
+      --warmup "${WARMUP}s" --population "$POPULATION" --json \
+      --tag system=postgres --tag suite=purge --tag "purge=$1" >>"$OUT/purge.jsonl"
+    tail -n 1 "$OUT/purge.jsonl" | jq -r '.latency_ms.p99'
+  }
+  p99_without=$(purge_load without)
+  op=$(curl -fsS -X DELETE "$api/attributes/definitions/purged" -H "$auth")
+  id=$(jq -r '.name | sub("^operations/"; "")' <<<"$op")
+  p99_during=$(purge_load during)
+  # Still running when the load ended: the p99 above saw the purge throughout.
+  left=$(curl -fsS "$api/operations/$id" -H "$auth" | jq -r '.done')
+  for _ in $(seq 1 36000); do
+    op=$(curl -fsS "$api/operations/$id" -H "$auth")
+    [[ $(jq -r '.done' <<<"$op") == true ]] && break
+    sleep 0.1
+  done
+  echo "$op" >"$OUT/purge-operation.json"
+  jq -r --arg without "$p99_without" --arg during "$p99_during" --arg running "$left" '
+    def secs: if test("\\.") then (split(".") as $p
+        | ($p[0] + "Z" | fromdateiso8601) + ("0." + ($p[1] | rtrimstr("Z")) | tonumber))
+      else fromdateiso8601 end;
+    .metadata as $m
+    | (((($m.endTime // $m.updateTime) | secs) - ($m.startTime | secs)) * 100 | round / 100) as $s
+    | "### Purge (PostgreSQL)\n\n"
+      + "| SetAttribute @64 p99 without | during the purge | × | values purged | seconds | values/s | error |\n"
+      + "|---|---|---|---|---|---|---|\n"
+      + "| \($without) ms | \($during) ms | \(($during | tonumber) / ($without | tonumber) * 100 | round / 100) "
+      + "| \($m.valuesDeleted) | \($s) | \(if $s > 0 then (($m.valuesDeleted | tonumber) / $s | round) else "-" end) "
+      + "| \(.error.message // "none") |\n\n"
+      + (if $running == "true" then "The purge ended before the load did: only part of the load ran beside it.\n"
+         elif $running == "false" then "The purge was still running when the load ended.\n"
+         else "" end)' "$OUT/purge-operation.json" >"$OUT/purge.md"
+}
+
 # --- build -------------------------------------------------------------------
 
 log "cargo build --release (target: $CARGO_TARGET_DIR)"
@@ -295,6 +354,13 @@ if [[ " $SYSTEMS " == *" postgres "* ]]; then
     POPULATION=$BIG_POPULATION load postgres population set-attribute 64 --tag persons=large
     POPULATION=$BIG_POPULATION load postgres population get-attributes 64 --tag persons=large
   fi
+  if [[ "$PURGE" == 1 ]]; then
+    if [[ "$MILLION" == 1 ]]; then
+      POPULATION=$BIG_POPULATION purge_step "${BENCH_PURGE_PERSONS:-$BIG_POPULATION}"
+    else
+      purge_step "${BENCH_PURGE_PERSONS:-$POPULATION}"
+    fi
+  fi
   stop_server
   if [[ "$MILLION" == 1 ]]; then
     # The raw database over as many persons, to tell what the database
@@ -336,6 +402,7 @@ pg_setting() { psql -Atq "$PG_URL/postgres" -c "SHOW $1" 2>/dev/null || echo "?"
   echo "- Took ${SECONDS} s. Columns: \"× raw\" is the figure over the raw baseline at the same concurrency, \"× Health\" over Health/Check of the same server at the same concurrency, \"load\" the 1-minute load average at the end of the run (the run itself accounts for about 2-3; more means other work shared the cores)"
   echo
   "$BIN/vevee-bench" report "$RESULTS"
+  [[ -f "$OUT/purge.md" ]] && { echo; cat "$OUT/purge.md"; }
 } >"$OUT/report.md"
 cat "$OUT/report.md"
 log "done: $OUT/report.md"

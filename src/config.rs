@@ -240,6 +240,25 @@ pub struct ServeArgs {
     #[arg(long, env = "REQUEST_SWEEP_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
     pub request_sweep_interval: Duration,
 
+    /// Most values one statement of a purge (DeleteAttributeDefinition)
+    /// deletes: 1-100000. Each batch is one short transaction, so smaller
+    /// batches hold locks for less time and larger ones purge faster.
+    #[arg(long, env = "PURGE_BATCH_SIZE", default_value_t = 2000,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub purge_batch_size: u32,
+
+    /// The wait between two batches of a purge, which leaves the database
+    /// to other traffic.
+    #[arg(long, env = "PURGE_BATCH_PAUSE", default_value = "20ms", value_parser = humantime::parse_duration)]
+    pub purge_batch_pause: Duration,
+
+    /// How long a replica's claim on a running purge lasts without progress
+    /// (at least 1s): a killed server's purge is resumed by a restarted one
+    /// or another replica after at most this, and replicas look for such
+    /// purges every half of it.
+    #[arg(long, env = "OPERATION_LEASE", default_value = "30s", value_parser = parse_lease)]
+    pub operation_lease: Duration,
+
     /// Don't create a first workspace (and print its keys) when the database has none.
     #[arg(long, env = "NO_BOOTSTRAP")]
     pub no_bootstrap: bool,
@@ -399,6 +418,15 @@ impl ServeArgs {
             DAY,
         )
     }
+}
+
+/// A lease of at least a second: shorter ones expire between two batches.
+fn parse_lease(text: &str) -> Result<Duration, String> {
+    let lease = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if lease < Duration::from_secs(1) {
+        return Err("must be at least 1s".into());
+    }
+    Ok(lease)
 }
 
 impl ServeArgs {

@@ -3,11 +3,30 @@
 
 #![allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
 
-/// `vevee.attributes.v1`: the messages and services of the API contract.
-#[rustfmt::skip]
-pub mod v1 {
-    tonic::include_proto!("vevee.attributes.v1");
+/// The packages nested as their names are: generated code refers to
+/// another package by a relative path (`super::super::...::google::longrunning`).
+pub mod vevee {
+    /// `vevee.attributes`.
+    pub mod attributes {
+        /// `vevee.attributes.v1`: the messages and services of the API contract.
+        #[rustfmt::skip]
+        pub mod v1 {
+            tonic::include_proto!("vevee.attributes.v1");
+        }
+    }
 }
+
+/// Google's packages the API uses beyond the well-known types.
+pub mod google {
+    /// `google.longrunning`: the Operations service and its messages (AIP-151).
+    #[rustfmt::skip]
+    pub mod longrunning {
+        tonic::include_proto!("google.longrunning");
+    }
+}
+
+pub use google::longrunning;
+pub use vevee::attributes::v1;
 
 /// The encoded `FileDescriptorSet` of every proto file of the API, imports
 /// included, as served by server reflection.
@@ -15,10 +34,11 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("veve
 
 /// Fully qualified names of the services the API defines, as health and
 /// reflection report them.
-pub const SERVICE_NAMES: [&str; 3] = [
+pub const SERVICE_NAMES: [&str; 4] = [
     v1::attributes_service_server::SERVICE_NAME,
     v1::attribute_definitions_service_server::SERVICE_NAME,
     v1::workspace_settings_service_server::SERVICE_NAME,
+    longrunning::operations_server::SERVICE_NAME,
 ];
 
 #[cfg(test)]

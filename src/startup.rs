@@ -16,6 +16,7 @@ use crate::{
     metrics::Metrics,
     proto::{
         self,
+        longrunning::operations_server::OperationsServer,
         v1::{
             attribute_definitions_service_server::AttributeDefinitionsServiceServer,
             attributes_service_server::AttributesServiceServer,
@@ -245,6 +246,8 @@ impl Application {
         let settings =
             WorkspaceSettingsServiceServer::new(grpc::WorkspaceSettings::new(app.clone()))
                 .max_decoding_message_size(limit);
+        let operations = OperationsServer::new(grpc::Operations::new(app.clone()))
+            .max_decoding_message_size(limit);
         let monitor = tokio::spawn(monitor_database(
             self.store.clone(),
             health.clone(),
@@ -254,6 +257,18 @@ impl Application {
         let sweeper = tokio::spawn(sweep_requests(app.clone(), args.request_sweep_interval));
         let origins = tokio::spawn(refresh_preflight_origins(app.clone(), args.cache_ttl));
         let cors = http::BrowserCorsLayer::new(app.preflight_origins());
+        // Resumes purges left unfinished by a stopped or killed server, and
+        // runs the ones started here.
+        let purger = {
+            let app = app.clone();
+            let settings = app::PurgeSettings {
+                batch_size: args.purge_batch_size,
+                pause: args.purge_batch_pause,
+                lease: args.operation_lease,
+                poll: args.operation_lease / 2,
+            };
+            tokio::spawn(async move { app.run_operations(settings).await })
+        };
 
         let tls_enabled = self.tls.is_some();
         let reloader = self.tls.clone().map(|tls| tokio::spawn(tls.watch()));
@@ -276,7 +291,8 @@ impl Application {
             ))
             .add_service(Guarded::new(attributes, app.clone()))
             .add_service(Guarded::new(definitions, app.clone()))
-            .add_service(Guarded::new(settings, app))
+            .add_service(Guarded::new(settings, app.clone()))
+            .add_service(Guarded::new(operations, app))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -299,6 +315,10 @@ impl Application {
             reloader.abort();
         }
         origins.abort();
+        // A purge stopped between batches loses nothing: each batch is
+        // committed with its progress, and the lease lets the next server
+        // resume it.
+        purger.abort();
         // Load balancers and watchers hear about the shutdown before connections close.
         set_all(&health, ServingStatus::NotServing).await;
         let _ = stop_tx.send(());

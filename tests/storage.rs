@@ -13,9 +13,9 @@ use tokio::task::JoinSet;
 use vevee_attributes::{
     domain::{ApiKeyId, KeyKind, Mode, PersonId, WorkspaceId},
     storage::{
-        self, Coalescing, DefinitionChanges, Error, Lanes, NewApiKey, NewDefinition, PersonRead,
-        PersonUpdate, PersonWrite, PersonsQuery, RequestKey, Settings, Store, StoreOptions,
-        ValueChange, ValueStore,
+        self, Coalescing, DefinitionChanges, Error, Lanes, Lease, NewApiKey, NewDefinition,
+        PersonRead, PersonUpdate, PersonWrite, PersonsQuery, PurgeEnd, PurgeStart, RequestKey,
+        Settings, Store, StoreOptions, ValueChange, ValueStore,
     },
 };
 
@@ -48,6 +48,7 @@ backend_tests! {
     request_records_are_found_within_their_retention_and_forgotten_after,
     a_request_repeated_while_the_first_is_in_flight_waits_or_is_in_progress,
     a_person_erased_on_another_replica_is_never_written_under_their_old_id,
+    a_purge_is_held_by_one_lease_at_a_time_and_a_failed_one_frees_the_attribute,
 }
 
 /// A workspace with a `text` definition for each of `keys`.
@@ -1677,4 +1678,110 @@ async fn a_person_erased_on_another_replica_is_never_written_under_their_old_id(
         .unwrap();
     let ids: Vec<PersonId> = listed.iter().map(|p| p.person_id).collect();
     assert_eq!(ids, [bob]);
+}
+
+async fn a_purge_is_held_by_one_lease_at_a_time_and_a_failed_one_frees_the_attribute(db: &TestDb) {
+    let store = db.store().await;
+    let ws = workspace_with(&store, &["plan"]).await;
+    for i in 0..5 {
+        store
+            .write_values(
+                ws,
+                Mode::Live,
+                &format!("p{i}"),
+                &values(&[("plan", json!("x"))]),
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store.start_purge(ws, "plan").await.unwrap(),
+        PurgeStart::NotArchived
+    );
+    assert_eq!(
+        store.start_purge(ws, "nope").await.unwrap(),
+        PurgeStart::NotFound
+    );
+    store.set_archived(ws, "plan", true).await.unwrap().unwrap();
+    let PurgeStart::Started(op) = store.start_purge(ws, "plan").await.unwrap() else {
+        panic!("a purge starts");
+    };
+    assert_eq!(
+        store.start_purge(ws, "plan").await.unwrap(),
+        PurgeStart::Running(op.clone())
+    );
+    // Unarchiving is refused while the purge runs.
+    assert!(
+        store
+            .set_archived(ws, "plan", false)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let now = 1_000_000;
+    let a = Lease {
+        owner: uuid::Uuid::new_v4(),
+        expires_ms: now + 1000,
+    };
+    let b = Lease {
+        owner: uuid::Uuid::new_v4(),
+        expires_ms: now + 5000,
+    };
+    let claimed = store
+        .claim_operation(a, now)
+        .await
+        .unwrap()
+        .expect("claimed");
+    assert_eq!((claimed.id, claimed.attempts), (op.id, 1));
+    assert_eq!(store.claim_operation(b, now + 500).await.unwrap(), None);
+    assert_eq!(store.purge_batch(&claimed, a, 2).await.unwrap(), Some(2));
+    // By `far`, A's lease (renewed to `now` + 1 s) has expired: B takes the
+    // purge over, and A's next step finds out.
+    let far = chrono::Utc::now().timestamp_millis() + 10_000;
+    let b = Lease {
+        expires_ms: far + 5000,
+        ..b
+    };
+    let taken = store
+        .claim_operation(b, far)
+        .await
+        .unwrap()
+        .expect("taken over");
+    assert_eq!((taken.attempts, taken.values_deleted), (2, 2));
+    assert!(taken.resume_after.is_some());
+    assert_eq!(store.purge_batch(&claimed, a, 2).await.unwrap(), None);
+    assert_eq!(
+        store.finish_purge(&claimed, a).await.unwrap(),
+        PurgeEnd::LeaseLost
+    );
+    assert!(!store.fail_operation(&claimed, a, 13, "x").await.unwrap());
+
+    // B fails it: the operation ends with the error, the attribute keeps
+    // its remaining values and may be unarchived again.
+    assert!(store.fail_operation(&taken, b, 13, "broken").await.unwrap());
+    let failed = store.get_operation(ws, op.id).await.unwrap().unwrap();
+    assert!(failed.done);
+    assert_eq!(failed.error_code, Some(13));
+    assert_eq!(failed.error_message.as_deref(), Some("broken"));
+    assert_eq!(failed.resume_after, None);
+    assert_eq!(store.claim_operation(b, far).await.unwrap(), None);
+    let listed = store.list_operations(ws, None, 10).await.unwrap();
+    assert_eq!(listed, [failed]);
+    let record = store
+        .set_archived(ws, "plan", false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!record.archived);
+    let mut kept = 0;
+    for i in 0..5 {
+        let person = store
+            .read_values(ws, Mode::Live, &format!("p{i}"), None, true)
+            .await
+            .unwrap()
+            .unwrap();
+        kept += person.values.len();
+    }
+    assert_eq!(kept, 3, "the values not yet deleted are kept");
 }

@@ -203,6 +203,15 @@ impl Catalog {
     }
 }
 
+impl Catalog {
+    /// Forgets a definition this replica just deleted (a finished purge),
+    /// so that the key reads as undeclared here at once; other replicas
+    /// forget it within the TTL.
+    pub(crate) fn definition_removed(&self, ws: WorkspaceId, key: &AttributeKey) {
+        self.inner.definitions.remove(&(ws, key.clone()));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::{

@@ -101,7 +101,7 @@ fn existing_key(key: &str) -> Result<AttributeKey, Error> {
     AttributeKey::parse(key).map_err(|_| not_found(key))
 }
 
-fn not_found(key: &str) -> Error {
+pub(super) fn not_found(key: &str) -> Error {
     domain::Error::new(
         Reason::AttributeDefinitionNotFound,
         format!("No attribute \"{key}\" is declared in this workspace."),
@@ -189,7 +189,8 @@ impl App {
                 Reason::AttributeAlreadyExists,
                 format!(
                     "The attribute \"{}\" is already declared; change it with \
-                     UpdateAttributeDefinition.",
+                     UpdateAttributeDefinition. (An archived attribute keeps its key until \
+                     DeleteAttributeDefinition's operation has purged it.)",
                     definition.key()
                 ),
             )
@@ -318,12 +319,27 @@ impl App {
         archived: bool,
     ) -> Result<StoredDefinition, Error> {
         let key = existing_key(key)?;
-        let record = self
+        match self
             .admin()
             .set_archived(ws, key.as_str(), archived)
             .await?
-            .ok_or_else(|| not_found(key.as_str()))?;
-        self.changed(ws, &record)
+        {
+            Some(record) => self.changed(ws, &record),
+            // Unarchiving is refused while a purge runs, which is the only
+            // way an existing definition gets no answer.
+            None if !archived && self.find_definition(ws, &key).await?.is_some() => {
+                Err(domain::Error::new(
+                    Reason::AttributeArchived,
+                    format!(
+                        "The attribute \"{key}\" is being purged (DeleteAttributeDefinition); \
+                         it stays archived until the purge ends."
+                    ),
+                )
+                .with_attribute(key.as_str())
+                .into())
+            }
+            None => Err(not_found(key.as_str())),
+        }
     }
 
     /// A stored record as returned, made this replica's cached definition.

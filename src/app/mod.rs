@@ -12,6 +12,8 @@
 //! - `persons`: erasing a person, listing persons for exports.
 //! - `settings`: workspace settings with update masks.
 //! - `identity`: identity secrets and the check of identity signatures.
+//! - `operations`: purging attributes as long-running operations, and the
+//!   worker that runs them.
 //! - `catalog`: the caches, with their staleness bound.
 //! - `rate_limit`: token buckets of public keys ([`Rate`], [`Clock`]).
 //! - `error`: [`Error`], the one error type of the layer.
@@ -22,6 +24,7 @@ mod catalog;
 mod definitions;
 mod error;
 mod identity;
+mod operations;
 mod persons;
 mod rate_limit;
 mod settings;
@@ -37,6 +40,10 @@ pub use definitions::{
 };
 pub use error::Error;
 pub use identity::{IssuedSecret, MAX_ACTIVE_IDENTITY_SECRETS};
+pub use operations::{
+    DEFAULT_OPERATIONS_PAGE_SIZE, MAX_OPERATION_ATTEMPTS, OperationPage, PurgeSettings,
+    operation_name,
+};
 pub use persons::{DEFAULT_PERSONS_PAGE_SIZE, ListedPerson, MAX_PERSONS_PAGE_SIZE, PersonPage};
 pub use rate_limit::{Clock, Rate, SystemClock};
 pub use settings::SettingsField;
@@ -73,6 +80,8 @@ struct Inner {
     per_person: Option<Limiter>,
     /// What CORS preflights are answered for (`settings`).
     preflight_origins: SharedPreflightOrigins,
+    /// Wakes this replica's operation worker when a purge starts here.
+    operations_wake: tokio::sync::Notify,
 }
 
 /// Most buckets each limiter keeps: one per person recently written by a
@@ -134,6 +143,7 @@ impl App {
                 per_key: limiter(limits.per_key, "per_key"),
                 per_person: limiter(limits.per_person, "per_person"),
                 preflight_origins: SharedPreflightOrigins::default(),
+                operations_wake: tokio::sync::Notify::new(),
             }),
         }
     }

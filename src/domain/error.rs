@@ -68,12 +68,17 @@ pub enum Reason {
     /// A request larger than `--max-request-bytes`. Not in the contract's
     /// table (which asks for "a clean status"); RESOURCE_EXHAUSTED, REST 413.
     RequestTooLarge,
+    /// DeleteAttributeDefinition of a definition that isn't archived.
+    AttributeNotArchived,
+    /// No long-running operation of the workspace has this name. Not in
+    /// the contract's table; NOT_FOUND.
+    OperationNotFound,
 }
 
 impl Reason {
     /// Every reason, in the order of the contract's table, so that tests and
     /// the api layer can check that none is forgotten.
-    pub const ALL: [Reason; 27] = [
+    pub const ALL: [Reason; 29] = [
         Reason::AttributeNotDefined,
         Reason::AttributeValueInvalid,
         Reason::AttributeValueTooLong,
@@ -101,6 +106,8 @@ impl Reason {
         Reason::TooManyIdentitySecrets,
         Reason::IdentitySecretNotFound,
         Reason::RequestTooLarge,
+        Reason::AttributeNotArchived,
+        Reason::OperationNotFound,
     ];
 
     /// The code exactly as clients match on it (`google.rpc.ErrorInfo.reason`).
@@ -133,6 +140,8 @@ impl Reason {
             Reason::TooManyIdentitySecrets => "too_many_identity_secrets",
             Reason::IdentitySecretNotFound => "identity_secret_not_found",
             Reason::RequestTooLarge => "request_too_large",
+            Reason::AttributeNotArchived => "attribute_not_archived",
+            Reason::OperationNotFound => "operation_not_found",
         }
     }
 }
@@ -304,6 +313,8 @@ mod tests {
                 "too_many_identity_secrets",
                 "identity_secret_not_found",
                 "request_too_large",
+                "attribute_not_archived",
+                "operation_not_found",
             ]
         );
         assert_eq!(Reason::TooManyValues.to_string(), "too_many_values");

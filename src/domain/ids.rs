@@ -25,6 +25,18 @@ pub struct PersonId(pub Uuid);
 #[sqlx(transparent)]
 pub struct ApiKeyId(pub Uuid);
 
+/// Identifies a long-running operation (a purge); clients see it in the
+/// operation's name, `operations/{id}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct OperationId(pub Uuid);
+
+impl fmt::Display for OperationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.simple().fmt(f)
+    }
+}
+
 /// The version of one stored value: a new random one on every change of the
 /// value, so `if_etag` preconditions can tell whether a value changed since
 /// it was read (a counter would repeat after a clear and a new write).

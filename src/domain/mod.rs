@@ -41,7 +41,7 @@ pub use config::{
 pub use definition::AttributeDefinition;
 pub use distinct_id::DistinctId;
 pub use error::{Error, Reason};
-pub use ids::{ApiKeyId, Etag, KeyKind, Mode, PersonId, WorkspaceId};
+pub use ids::{ApiKeyId, Etag, KeyKind, Mode, OperationId, PersonId, WorkspaceId};
 pub use key::AttributeKey;
 pub use update::{Applied, Change, Operation};
 pub use value::StoredValue;

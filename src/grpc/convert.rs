@@ -10,7 +10,11 @@ use crate::{
         Adjustment, AttributeConfig, AttributeType, ChoiceConfig, DateConfig, Error,
         MultiChoiceConfig, NumberConfig, Operation, Reason, TextConfig,
     },
-    proto::v1 as pb,
+    proto::{
+        longrunning::{self, operation},
+        v1 as pb,
+    },
+    storage::OperationRecord,
 };
 
 /// A JSON value (as stored) as a `google.protobuf.Value`.
@@ -215,6 +219,47 @@ pub(crate) fn definition(stored: &StoredDefinition) -> pb::AttributeDefinition {
         client_writable: def.client_writable(),
         created_at: Some(timestamp(stored.created_at)),
         updated_at: Some(timestamp(stored.updated_at)),
+    }
+}
+
+/// A message packed in an `Any` under its `type.googleapis.com/` URL.
+fn any<M: prost::Message>(full_name: &str, message: &M) -> prost_types::Any {
+    prost_types::Any {
+        type_url: format!("type.googleapis.com/{full_name}"),
+        value: message.encode_to_vec(),
+    }
+}
+
+/// A stored purge as a `google.longrunning.Operation`: its progress in
+/// `metadata`, and once done its `response`, or its `error` if it failed.
+pub(crate) fn operation(op: &OperationRecord) -> longrunning::Operation {
+    let metadata = pb::PurgeAttributeMetadata {
+        key: op.attribute_key.clone(),
+        values_deleted: op.values_deleted,
+        start_time: Some(timestamp(op.created_at)),
+        update_time: Some(timestamp(op.updated_at)),
+        end_time: op.done_at.map(timestamp),
+    };
+    let result = match (op.done, op.error_code) {
+        (false, _) => None,
+        (true, Some(code)) => Some(operation::Result::Error(tonic_types::pb::Status {
+            code,
+            message: op.error_message.clone().unwrap_or_default(),
+            details: Vec::new(),
+        })),
+        (true, None) => Some(operation::Result::Response(any(
+            "vevee.attributes.v1.PurgeAttributeResponse",
+            &pb::PurgeAttributeResponse {
+                key: op.attribute_key.clone(),
+                values_deleted: op.values_deleted,
+            },
+        ))),
+    };
+    longrunning::Operation {
+        name: app::operation_name(op.id),
+        metadata: Some(any("vevee.attributes.v1.PurgeAttributeMetadata", &metadata)),
+        done: op.done,
+        result,
     }
 }
 

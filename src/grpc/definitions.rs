@@ -1,5 +1,5 @@
-//! `AttributeDefinitionsService`: declare, read, list, change and archive
-//! attributes. Secret keys only (enforced by the key layer).
+//! `AttributeDefinitionsService`: declare, read, list, change, archive and
+//! purge attributes. Secret keys only (enforced by the key layer).
 
 use tonic::{Request, Response, Status};
 
@@ -7,7 +7,10 @@ use super::{auth::principal, convert};
 use crate::{
     app::{self, App},
     domain::{AttributeKey, Error},
-    proto::v1::{self as pb, attribute_definitions_service_server::AttributeDefinitionsService},
+    proto::{
+        longrunning::Operation,
+        v1::{self as pb, attribute_definitions_service_server::AttributeDefinitionsService},
+    },
 };
 
 /// The AttributeDefinitionsService handlers.
@@ -132,5 +135,14 @@ impl AttributeDefinitionsService for Definitions {
                 .set_archived(ws, &request.get_ref().key, false)
                 .await,
         )
+    }
+
+    async fn delete_attribute_definition(
+        &self,
+        request: Request<pb::DeleteAttributeDefinitionRequest>,
+    ) -> Result<Response<Operation>, Status> {
+        let ws = principal(&request)?.workspace;
+        let op = self.app.purge_attribute(ws, &request.get_ref().key).await?;
+        Ok(Response::new(convert::operation(&op)))
     }
 }

@@ -27,7 +27,7 @@ pub fn code(reason: Reason) -> Code {
         | Reason::AttributeOperationInvalid
         | Reason::RequestIdReused => Code::InvalidArgument,
         Reason::AttributeValueChanged | Reason::RequestInProgress => Code::Aborted,
-        Reason::AttributeArchived => Code::FailedPrecondition,
+        Reason::AttributeArchived | Reason::AttributeNotArchived => Code::FailedPrecondition,
         Reason::ClientAttributeWritesDisabled
         | Reason::SecretKeyRequired
         | Reason::AttributeNotClientWritable
@@ -36,7 +36,9 @@ pub fn code(reason: Reason) -> Code {
         Reason::TooManyIdentitySecrets => Code::FailedPrecondition,
         Reason::IdentitySecretNotFound => Code::NotFound,
         Reason::MissingApiKey | Reason::InvalidApiKey => Code::Unauthenticated,
-        Reason::PersonNotFound | Reason::AttributeDefinitionNotFound => Code::NotFound,
+        Reason::PersonNotFound
+        | Reason::AttributeDefinitionNotFound
+        | Reason::OperationNotFound => Code::NotFound,
         Reason::AttributeAlreadyExists => Code::AlreadyExists,
         Reason::Unavailable => Code::Unavailable,
         Reason::RateLimited | Reason::RequestTooLarge => Code::ResourceExhausted,
@@ -127,6 +129,8 @@ mod tests {
             (Reason::TooManyIdentitySecrets, Code::FailedPrecondition),
             (Reason::IdentitySecretNotFound, Code::NotFound),
             (Reason::RequestTooLarge, Code::ResourceExhausted),
+            (Reason::AttributeNotArchived, Code::FailedPrecondition),
+            (Reason::OperationNotFound, Code::NotFound),
         ];
         assert_eq!(expected.len(), Reason::ALL.len());
         for (reason, want) in expected {

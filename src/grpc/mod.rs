@@ -9,6 +9,7 @@ mod convert;
 mod definitions;
 mod error;
 mod middleware;
+mod operations;
 mod settings;
 
 pub use attributes::Attributes;
@@ -16,4 +17,5 @@ pub use auth::Guarded;
 pub use definitions::Definitions;
 pub use error::{ERROR_DOMAIN, code, refusal};
 pub use middleware::{FromRest, REQUEST_ID, RpcLayer, RpcMetrics, RpcService, request_id};
+pub use operations::Operations;
 pub use settings::WorkspaceSettings;

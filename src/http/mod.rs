@@ -13,7 +13,9 @@ mod routes;
 mod status;
 mod transcode;
 
+use prost::Message;
 use prost_reflect::{DescriptorPool, MessageDescriptor};
+use prost_types::FileDescriptorSet;
 
 pub use cors::{BrowserCors, BrowserCorsLayer};
 pub use routes::TemplateError;
@@ -48,7 +50,19 @@ impl Descriptors {
     /// Decodes the build's descriptor sets.
     pub(crate) fn load() -> Result<Self, Error> {
         let mut pool = DescriptorPool::decode(crate::proto::FILE_DESCRIPTOR_SET)?;
-        pool.decode_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)?;
+        // The API vendors google/rpc/status.proto (an operation's error);
+        // tonic-types names its copy status.proto, and one message may not
+        // be defined by two files, so its files defining what the pool has
+        // are left out.
+        let mut details = FileDescriptorSet::decode(tonic_types::pb::FILE_DESCRIPTOR_SET)
+            .map_err(|_| Error::Missing("tonic-types' descriptor set"))?;
+        details.file.retain(|file| {
+            !file.message_type.iter().any(|m| {
+                pool.get_message_by_name(&format!("{}.{}", file.package(), m.name()))
+                    .is_some()
+            })
+        });
+        pool.add_file_descriptor_set(details)?;
         let rpc_status = pool
             .get_message_by_name("google.rpc.Status")
             .ok_or(Error::Missing("google.rpc.Status"))?;

@@ -411,8 +411,14 @@ mod tests {
         );
         assert_eq!(
             found(Method::PUT, "/api/v1/attributes/definitions/k"),
-            "405 [GET, PATCH]"
+            "405 [GET, PATCH, DELETE]"
         );
+        assert_eq!(
+            found(Method::DELETE, "/api/v1/attributes/definitions/k"),
+            "DeleteAttributeDefinition"
+        );
+        assert_eq!(found(Method::GET, "/api/v1/operations/x"), "GetOperation");
+        assert_eq!(found(Method::GET, "/api/v1/operations"), "ListOperations");
         assert_eq!(
             found(Method::GET, "/api/v1/attributes/definitions/k:archive"),
             "405 [POST]"

@@ -476,7 +476,7 @@ macro_rules! sql_admin_store {
                     detached(async move {
                         Ok(sqlx::query_as(
                             "UPDATE attribute_definitions SET archived = $3, updated_at = $4 \
-                             WHERE workspace_id = $1 AND key = $2 \
+                             WHERE workspace_id = $1 AND key = $2 AND ($3 OR NOT purging) \
                              RETURNING key, attr_type, config, display_name, description, \
                                        archived, client_writable, created_at, updated_at",
                         )

@@ -34,11 +34,13 @@ use crate::domain::{ApiKeyId, Etag, IdentityVerification, KeyKind, Mode, PersonI
 
 mod admin;
 mod coalesce;
+mod operations;
 mod postgres;
 mod sqlite;
 mod update;
 
 pub use coalesce::{Coalescing, Lanes};
+pub use operations::{Lease, OperationRecord, OperationStore, PurgeEnd, PurgeStart};
 pub use update::{
     ChangeOutcome, Decide, Decision, IfEtag, PersonUpdate, REQUEST_RETENTION, RecordedRequest,
     RequestKey, Updated, ValueChange,
@@ -579,8 +581,10 @@ pub async fn connect(url: &str, opts: &StoreOptions) -> Result<Arc<dyn Store>> {
 ///
 /// Methods that take a workspace only ever see that workspace's rows: a key or
 /// definition of another workspace looks exactly like one never stored.
+///
+/// Long-running operations (purges) are its [`OperationStore`] half.
 #[async_trait]
-pub trait AdminStore: Send + Sync + 'static {
+pub trait AdminStore: OperationStore {
     /// Brings the schema up to date; safe to run again and from several
     /// processes at once. A schema newer than this binary's is an
     /// [`Error::Config`] naming both versions, and nothing is changed.
@@ -684,7 +688,8 @@ pub trait AdminStore: Send + Sync + 'static {
     ) -> Result<Option<DefinitionRecord>>;
 
     /// Archives or unarchives a definition and bumps `updated_at`; `None` if
-    /// there is no such definition. Values are kept either way.
+    /// there is no such definition, or (unarchiving) it is being purged.
+    /// Values are kept either way.
     async fn set_archived(
         &self,
         ws: WorkspaceId,

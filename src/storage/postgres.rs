@@ -24,7 +24,7 @@ use crate::{
         BatchPersonRow, Cleared, Error, ListedPerson, ListedRow, PersonRead, PersonUpdate,
         PersonValues, PersonWrite, PersonsQuery, REQUEST_RETENTION, Receipt, RecordedRequest,
         Result, Stamped, StoreOptions, Updated, ValueStore, admin, answer_reads, collect_listed,
-        detached, now, stamp,
+        detached, now, operations, stamp,
         update::{self, Owner, Plan, Snapshot},
     },
 };
@@ -252,6 +252,11 @@ fn permanent_as_config(err: sqlx::Error) -> Error {
 
 // The migrator takes an advisory lock, so replicas starting together apply
 // each migration once.
+operations::sql_operation_store!(PgStore {
+    reads: pool,
+    writes: pool,
+});
+
 admin::sql_admin_store!(PgStore {
     reads: pool,
     writes: pool,

@@ -27,7 +27,7 @@ use crate::{
         Cleared, Error, ListedPerson, ListedRow, PersonUpdate, PersonValues, PersonWrite,
         PersonsQuery, REQUEST_RETENTION, Receipt, RecordedRequest, Result, SqliteSynchronous,
         Stamped, StoreOptions, Updated, ValueRow, ValueStore, admin, collect_listed,
-        collect_values, detached, now, stamp,
+        collect_values, detached, now, operations, stamp,
         update::{self, Owner, Plan, Snapshot},
     },
 };
@@ -443,6 +443,11 @@ pub(crate) fn is_outage(err: &dyn DatabaseError) -> bool {
         codes::BUSY | codes::IOERR | codes::FULL | codes::CANTOPEN
     )
 }
+
+operations::sql_operation_store!(SqliteStore {
+    reads: reader,
+    writes: writer,
+});
 
 admin::sql_admin_store!(SqliteStore {
     reads: reader,

@@ -827,7 +827,7 @@ async fn unknown_paths_wrong_methods_and_oversized_bodies_get_clean_answers() {
             )
             .await;
         assert_eq!(wrong.status, StatusCode::METHOD_NOT_ALLOWED);
-        assert_eq!(wrong.headers["allow"], "GET, PATCH");
+        assert_eq!(wrong.headers["allow"], "GET, PATCH, DELETE");
         assert_eq!(wrong.json["code"], 12);
         let wrong = rest.send(Method::POST, "/healthz", None, None, &[]).await;
         assert_eq!(wrong.status, StatusCode::METHOD_NOT_ALLOWED);

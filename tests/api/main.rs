@@ -22,6 +22,7 @@ mod metrics;
 mod outage;
 mod persons;
 mod postgres_tls;
+mod purge;
 mod safety;
 mod scope;
 mod tls;
