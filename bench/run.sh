@@ -105,6 +105,16 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; }
 start_server() { # name database-url
   local name=$1 url=$2
   port_open && die "something already listens on $ADDR (set BENCH_PORT)"
+  # A workspace made with the CLI, as an operator would (a server whose
+  # stderr is not a terminal prints no bootstrap keys): its live keys.
+  env -u DATABASE_URL "$BIN/vevee-attributes" migrate --database-url "$url" >/dev/null \
+    || die "migrate failed on $url"
+  local created
+  created=$(env -u DATABASE_URL "$BIN/vevee-attributes" workspace create bench --json --database-url "$url") \
+    || die "workspace create failed on $url"
+  KEY=$(live_key "$created" secret)
+  PUBLIC_KEY=$(live_key "$created" public)
+  export VEVEE_KEY=$KEY
   # shellcheck disable=SC2086 # SERVER_ARGS is a list of flags.
   env -u NO_BOOTSTRAP -u DATABASE_URL RUST_LOG="${RUST_LOG:-info}" \
     "$BIN/vevee-attributes" serve --database-url "$url" --grpc-addr "$ADDR" $PK_RATES $SERVER_ARGS \
@@ -116,12 +126,10 @@ start_server() { # name database-url
     sleep 0.1
   done
   port_open || die "the server did not listen within 30 s; see $OUT/$name-server.log"
-  # The bootstrap block on stderr: "  sk_live_..." is the secret live key.
-  KEY=$(sed -n 's/^  \(sk_live_[^ ]*\)$/\1/p' "$OUT/$name-server.log" | head -n 1)
-  [[ -n "$KEY" ]] || die "no sk_live_ key in $OUT/$name-server.log (not a fresh database?)"
-  export VEVEE_KEY=$KEY
-  PUBLIC_KEY=$(sed -n 's/^  \(pk_live_[^ ]*\)$/\1/p' "$OUT/$name-server.log" | head -n 1)
-  [[ -n "$PUBLIC_KEY" ]] || die "no pk_live_ key in $OUT/$name-server.log"
+}
+
+live_key() { # `workspace create --json` output, kind (secret|public)
+  python3 -c 'import json, sys; print(next(k["key"] for k in json.loads(sys.argv[1])["keys"] if k["kind"] == sys.argv[2] and k["mode"] == "live"))' "$1" "$2"
 }
 
 stop_server() {

@@ -104,7 +104,7 @@ fn zero_and_nonsense_flag_values_are_refused_with_one_line_naming_the_flag_and_i
         ),
         (&["--max-read-batch", "0"], "--max-read-batch"),
         (&["--reads-in-flight", "0"], "--reads-in-flight"),
-        (&["--cache-ttl", "0s"], "--cache-ttl"),
+        (&["--cache-ttl", "2h"], "--cache-ttl"),
         (
             &["--request-sweep-interval", "0s"],
             "--request-sweep-interval",

@@ -1,11 +1,12 @@
 // The real server binary for the tests: `vevee-attributes serve` on a free
 // port over a fresh SQLite file, found through its JSON "serving gRPC" log
-// line, with the four keys it prints on an empty database. Plus the admin
+// line, with the four keys of a workspace made first with the CLI (a server
+// whose stderr is not a terminal prints no keys). Plus the admin
 // calls the tests need (definitions, settings), made over REST with the
 // secret key, and small stub servers for what the real one can't be made
 // to do on demand (503, 429, a dropped connection, silence).
 
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -26,18 +27,19 @@ export const binary =
  */
 export async function startServer({ extraArgs = [] } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'vevee-sdk-'));
+  const database = `sqlite://${join(dir, 'db.sqlite')}`;
+  const keys = workspaceKeys(database);
   const child = spawn(
     binary,
     [
       'serve',
       '--grpc-addr', '127.0.0.1:0',
-      '--database-url', `sqlite://${join(dir, 'db.sqlite')}`,
+      '--database-url', database,
       '--cache-ttl', '0s',
       ...extraArgs,
     ],
     { env: { ...process.env, LOG_FORMAT: 'json', RUST_LOG: 'info' }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
-  const keys = {};
   const ready = new Promise((resolveReady, reject) => {
     const timer = setTimeout(() => reject(new Error(`${binary} did not log "serving gRPC" within 30 s`)), 30_000);
     child.once('error', (e) => {
@@ -48,12 +50,9 @@ export async function startServer({ extraArgs = [] } = {}) {
       clearTimeout(timer);
       reject(new Error(`${binary} exited with ${code} before serving`));
     });
-    // The keys and the log lines may come on either stream; both are read to
-    // the end so the server never blocks on a full pipe.
+    // Both streams are read to the end so the server never blocks on a full pipe.
     for (const stream of [child.stdout, child.stderr]) {
       createInterface({ input: stream }).on('line', (line) => {
-        const key = /^\s*((sk|pk)_(live|test)_[A-Za-z0-9]+)\s*$/.exec(line);
-        if (key) keys[`${key[2]}_${key[3]}`] = key[1];
         if (!line.startsWith('{')) return;
         try {
           const entry = JSON.parse(line);
@@ -68,9 +67,6 @@ export async function startServer({ extraArgs = [] } = {}) {
     }
   });
   const addr = await ready;
-  for (const k of ['sk_live', 'pk_live', 'sk_test', 'pk_test']) {
-    if (!keys[k]) throw new Error(`the server printed no ${k}_ key`);
-  }
   const url = `http://${addr}`;
   return {
     url,
@@ -85,6 +81,22 @@ export async function startServer({ extraArgs = [] } = {}) {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Migrates the database and creates a workspace with the CLI (as an operator
+ * would): its four keys, as { sk_live, pk_live, sk_test, pk_test }.
+ */
+function workspaceKeys(database) {
+  execFileSync(binary, ['migrate', '--database-url', database], { stdio: 'ignore' });
+  const created = JSON.parse(
+    execFileSync(binary, ['workspace', 'create', 'sdk-tests', '--json', '--database-url', database], {
+      encoding: 'utf8',
+    }),
+  );
+  const keys = {};
+  for (const k of created.keys) keys[`${k.key.slice(0, 2)}_${k.mode}`] = k.key;
+  return keys;
 }
 
 /** Definitions and settings over REST, with the secret key. */
