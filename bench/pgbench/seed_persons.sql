@@ -15,9 +15,9 @@ SELECT w.id, 'live', :'prefix' || i,
        ('018f0000-0000-7000-8000-' || lpad(to_hex(i), 12, '0'))::uuid, now()
 FROM (SELECT id FROM workspaces ORDER BY created_at LIMIT 1) AS w
 CROSS JOIN generate_series(:from, :to - 1) AS i;
-INSERT INTO attribute_values (workspace_id, person_id, attribute_key, value, updated_at)
+INSERT INTO attribute_values (workspace_id, person_id, attribute_key, value, updated_at, etag)
 SELECT w.id, ('018f0000-0000-7000-8000-' || lpad(to_hex(i), 12, '0'))::uuid,
-       'a' || k, to_jsonb('s' || k), now()
+       'a' || k, to_jsonb('s' || k), now(), gen_random_uuid()
 FROM (SELECT id FROM workspaces ORDER BY created_at LIMIT 1) AS w
 CROSS JOIN generate_series(:from, :to - 1) AS i
 CROSS JOIN LATERAL generate_series(0, 9 + 0 * i) AS k;
