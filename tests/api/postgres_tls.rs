@@ -84,7 +84,8 @@ impl TlsCluster {
             data.to_str().unwrap(),
         ]);
         let port = free_port();
-        let d = dir.path().display();
+        let socket_dir = dir.path().display().to_string();
+        let d = &socket_dir;
         append(
             &data.join("postgresql.conf"),
             &format!(
@@ -95,9 +96,12 @@ impl TlsCluster {
             ),
         );
         // TLS connections only: a plain one finds no line and is refused.
+        // The role `vevee_pw` must give its password (the wrong-password test).
         std::fs::write(
             data.join("pg_hba.conf"),
-            "hostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n",
+            "local all postgres trust\n\
+             hostssl all vevee_pw 127.0.0.1/32 scram-sha-256\n\
+             hostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n",
         )
         .expect("write pg_hba.conf");
         let cluster = TlsCluster { dir, port, ca_file };
@@ -111,6 +115,17 @@ impl TlsCluster {
             "-t",
             "60",
             "start",
+        ]);
+        as_postgres(&[
+            &format!("{PG_BIN}/psql"),
+            "-h",
+            &socket_dir,
+            "-p",
+            &port.to_string(),
+            "-U",
+            "postgres",
+            "-qc",
+            "CREATE ROLE vevee_pw LOGIN SUPERUSER PASSWORD 'right'",
         ]);
         Some(cluster)
     }
@@ -326,5 +341,47 @@ async fn the_server_runs_on_verify_full_and_refuses_a_wrong_ca_at_once() {
     assert!(last.contains("not signed by a trusted CA"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     // Not retried as an outage for --db-connect-retry.
+    assert!(started.elapsed() < Duration::from_secs(10), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_fails_at_once_with_a_plain_message() {
+    let Some(pg) = TlsCluster::start("a_wrong_password_fails_at_once_with_a_plain_message") else {
+        return;
+    };
+    let url = |password: &str| {
+        format!(
+            "postgres://vevee_pw:{password}@localhost:{}/postgres?sslmode=require",
+            pg.port
+        )
+    };
+    // The right password connects: the refusal below is the password's.
+    store_connects(&url("right"))
+        .await
+        .expect("the right password connects");
+    let started = Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_vevee-attributes"))
+        .args([
+            "serve",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "",
+            "--database-url",
+            &url("wrong"),
+        ])
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("error: --database-url "), "{stderr}");
+    assert!(last.contains("password authentication failed"), "{stderr}");
+    assert!(
+        !last.contains("wrong"),
+        "the password is not echoed: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // Refused at once, not retried as an outage for --db-connect-retry.
     assert!(started.elapsed() < Duration::from_secs(10), "{stderr}");
 }
